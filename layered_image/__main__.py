@@ -1,0 +1,3 @@
+from layered_image.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""The `layered-image` command line: one subcommand per job, errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from layered_image.errors import UserError
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from layered_image.graph import load_graph
+    from layered_image.layering import compute_layers
+
+    graph = load_graph(args.graph, key=args.key, store_dir=args.store_dir)
+    layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude)
+    json.dump(layers, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    from layered_image.config import load_json_file, validate_config
+
+    problems = validate_config(load_json_file(args.file, "config"))
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s) in config", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from layered_image.stream import stream_command
+
+    return stream_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from layered_image import __version__
+    from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog="layered-image", description="Layered Docker/OCI images from Nix closures."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    layers = sub.add_parser("layers", help="print the layers a strategy makes of a closure graph")
+    layers.add_argument("graph", metavar="GRAPH", help="exportReferencesGraph JSON (or .attrs.json)")
+    layers.add_argument("--key", help="the key holding the graph when GRAPH is an object")
+    layers.add_argument("--max-layers", type=int, default=99, metavar="N", help="store layers (default 99)")
+    layers.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+    layers.add_argument("--exclude", action="append", default=[], metavar="PATH", help="leave PATH out")
+    layers.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
+    layers.set_defaults(run=cmd_layers)
+
+    validate = sub.add_parser("validate-config", help="check an image config (Docker Image Spec v1.3)")
+    validate.add_argument("file", metavar="FILE", help="JSON file holding the `config` object")
+    validate.set_defaults(run=cmd_validate_config)
+
+    stream = sub.add_parser("stream", help="write the docker-archive of a conf to stdout or a file")
+    stream.add_argument("conf", metavar="CONF", help="conf.json (a superset of nixpkgs' stream conf)")
+    stream.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    stream.add_argument("-t", "--tag", metavar="NAME:TAG", help="override the conf's repo_tag")
+    stream.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    stream.set_defaults(run=cmd_stream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"layered-image {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"layered-image {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,37 @@
+"""Layering strategies: a closure graph in, a list of layers (lists of store paths) out.
+
+Every strategy is a function `(graph, max_layers, exclude) -> layers`, bottom layer
+first, at most `max_layers` layers, every non-excluded path in exactly one layer.
+Register new ones in STRATEGIES; the command line and the Nix functions take names from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from layered_image.errors import UserError
+from layered_image.graph import ClosureGraph
+from layered_image.layering import auto, popularity
+
+Layers = list[list[str]]
+Strategy = Callable[[ClosureGraph, int, frozenset[str]], Layers]
+
+STRATEGIES: dict[str, Strategy] = {
+    "popularity": popularity.layer,
+    "auto": auto.layer,
+}
+DEFAULT_STRATEGY = "popularity"
+
+
+def compute_layers(
+    graph: ClosureGraph,
+    strategy: str = DEFAULT_STRATEGY,
+    max_layers: int = 99,
+    exclude: Collection[str] = (),
+) -> Layers:
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown layering strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if max_layers < 1:
+        raise UserError(f"--max-layers must be at least 1, got {max_layers}")
+    layers = STRATEGIES[strategy](graph, max_layers, frozenset(exclude))
+    return [layer for layer in layers if layer]
