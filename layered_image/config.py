@@ -1,0 +1,152 @@
+"""Checks on what a user writes about an image: `config` (Docker Image Spec v1.3, via the
+JSON Schema shipped in config_schema.json), architecture/variant, and timestamps.
+
+Every check returns a list of one-line problems, `config.<path>: <problem>`; empty means valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from layered_image.errors import UserError
+
+# Go's GOARCH names (containerd's known set). Aliases people write instead, with the fix.
+GOARCH = frozenset(
+    "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32"
+    " mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split()
+)
+ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "i386": "386",
+    "i686": "386",
+    "armv7l": "arm (with variant v7)",
+    "armhf": "arm (with variant v7)",
+    "powerpc64le": "ppc64le",
+}
+# OCI's platform variants table; other architectures take no variant.
+VARIANTS = {
+    "arm": r"v[5-8]",
+    "arm64": r"v(8|9)(\.[0-9])?",
+    "amd64": r"v[1-4]",
+    "ppc64le": r"power(8|9|10)",
+    "riscv64": r"rva2[0-9]u64",
+}
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    text = resources.files("layered_image").joinpath("config_schema.json").read_text()
+    return json.loads(text)
+
+
+def validate_config(config: Any) -> list[str]:
+    """Every problem with an image `config` object (null is allowed, as Docker allows it)."""
+    if config is None:
+        return []
+    from jsonschema import Draft202012Validator  # slow to import: only when validating
+
+    schema = config_schema()
+    errors = sorted(
+        Draft202012Validator(schema).iter_errors(config),
+        key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator)),
+    )
+    seen: dict[str, str] = {}
+    for error in errors:
+        for where, problem in _describe(error, schema):
+            seen.setdefault(where, problem)
+    return [f"{where}: {problem}" for where, problem in seen.items()]
+
+
+def _describe(error: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
+    where = format_path(["config", *error.absolute_path])
+    if error.validator == "additionalProperties" and error.schema.get("additionalProperties") is False:
+        known = list(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in known)
+        return [(format_path(["config", *error.absolute_path, k]), _unknown_key(k, known)) for k in extra]
+    if "propertyNames" in error.schema_path:
+        return [(format_path(["config", *error.absolute_path, error.instance]), error.schema["x-problem"])]
+    problem = error.schema.get("x-problem") or _generic_problem(error)
+    return [(where, problem)]
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    by_case = {k.lower(): k for k in known}
+    guess = by_case.get(key.lower()) or next(
+        iter(difflib.get_close_matches(key.lower(), list(by_case), n=1, cutoff=0.75)), None
+    )
+    guess = by_case.get(guess, guess) if guess else None
+    hint = f" (did you mean {guess!r}?)" if guess else f"; known keys: {', '.join(known)}"
+    return f"unknown key{hint}"
+
+
+def _generic_problem(error: Any) -> str:
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"must be {expected}, not {json_type(error.instance)}"
+    return error.message
+
+
+def json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def format_path(parts: list[Any]) -> str:
+    text = str(parts[0])
+    for part in parts[1:]:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
+
+
+def validate_platform(architecture: Any, variant: Any = None) -> list[str]:
+    if not isinstance(architecture, str) or architecture not in GOARCH:
+        fix = ARCH_ALIASES.get(architecture) if isinstance(architecture, str) else None
+        hint = f"; did you mean {fix}?" if fix else "; use a Go GOARCH name such as amd64 or arm64"
+        return [f"architecture: {architecture!r} is not a GOARCH name{hint}"]
+    if variant in (None, ""):
+        return []
+    pattern = VARIANTS.get(architecture)
+    if pattern is None:
+        return [f"variant: {architecture} takes no variant, got {variant!r}"]
+    if not isinstance(variant, str) or not re.fullmatch(pattern, variant):
+        return [f"variant: {variant!r} is not a variant of {architecture} (expected {pattern})"]
+    return []
+
+
+def validate_timestamp(name: str, value: Any) -> list[str]:
+    """`created` / `mtime`: RFC 3339 (e.g. 1970-01-01T00:00:01Z) or "now"."""
+    if value == "now":
+        return []
+    if isinstance(value, str) and RFC3339.fullmatch(value):
+        try:
+            datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+            return []
+        except ValueError:
+            pass
+    return [f"{name}: {value!r} is not an RFC 3339 date-time such as 1970-01-01T00:00:01Z, or \"now\""]
+
+
+def load_json_file(file: str | Path, what: str) -> Any:
+    try:
+        return json.loads(Path(file).read_bytes())
+    except OSError as err:
+        raise UserError(f"cannot read {what} file {file}: {err.strerror}") from None
+    except (ValueError, RecursionError) as err:
+        raise UserError(f"{file}: {what} is not valid JSON ({err})") from None
