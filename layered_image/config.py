@@ -19,8 +19,32 @@ from layered_image.errors import UserError
 
 # Go's GOARCH names (containerd's known set). Aliases people write instead, with the fix.
 GOARCH = frozenset(
-    "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32"
-    " mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split()
+    [
+        "386",
+        "amd64",
+        "amd64p32",
+        "arm",
+        "armbe",
+        "arm64",
+        "arm64be",
+        "loong64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "mips64p32",
+        "mips64p32le",
+        "ppc",
+        "ppc64",
+        "ppc64le",
+        "riscv",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sparc",
+        "sparc64",
+        "wasm",
+    ]
 )
 ARCH_ALIASES = {
     "x86_64": "amd64",
@@ -140,7 +164,7 @@ def validate_timestamp(name: str, value: Any) -> list[str]:
             return []
         except ValueError:
             pass
-    return [f"{name}: {value!r} is not an RFC 3339 date-time such as 1970-01-01T00:00:01Z, or \"now\""]
+    return [f'{name}: {value!r} is not an RFC 3339 date-time such as 1970-01-01T00:00:01Z, or "now"']
 
 
 def load_json_file(file: str | Path, what: str) -> Any:

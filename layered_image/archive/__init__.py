@@ -1,0 +1,1 @@
+"""Writing images: the tar format, store layers, and the archive formats built on them."""

@@ -1,0 +1,215 @@
+"""Base images (`from_image`): a docker-archive tarball whose layers go below ours.
+
+Everything is checked before the first byte of the new image is written: the
+manifest, that every Config/Layers name is a plain member of the archive, that the
+layer count matches rootfs.diff_ids and each layer hashes to its diff_id, and that
+the base config is a valid config for the same platform. A compressed archive is
+unpacked to a temporary file first, so memory stays bounded whatever its size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from layered_image.archive.layer_source import Chunks, LayerSource
+from layered_image.config import validate_config
+from layered_image.errors import UserError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_JSON = 16 << 20  # manifest.json and configs are small; refuse anything absurd
+
+
+class BaseImageError(UserError):
+    pass
+
+
+@dataclass
+class BaseImage:
+    config: dict[str, Any]  # the whole image config (architecture, config, history, ...)
+    layers: list[LayerSource]
+
+
+def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseImage:
+    """Check the archive at `path` and return its config and layers (kept open in `resources`)."""
+    where = f"from_image {path}"
+    archive = resources.enter_context(_open_archive(path, where))
+    members = _index_members(archive, where)
+    manifest = _read_json(archive, members, "manifest.json", where)
+    entry = _choose_image(manifest, tag, where)
+    config = _read_json(archive, members, _member_name(entry.get("Config"), where), where)
+    layer_names = entry.get("Layers")
+    if not isinstance(config, dict) or not isinstance(layer_names, list):
+        raise BaseImageError(f"{where}: the manifest's Config/Layers are not an image config and a list")
+    diff_ids = config.get("rootfs", {}).get("diff_ids") if isinstance(config.get("rootfs"), dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_names):
+        raise BaseImageError(f"{where}: {len(layer_names)} layers but rootfs.diff_ids does not list as many")
+    problems = validate_config(config.get("config"))
+    if problems:
+        raise BaseImageError(f"{where}: its config is invalid: {problems[0]}")
+    layers = [
+        _checked_layer(archive, members[_member_name(name, where)], diff_id, number, where)
+        for number, (name, diff_id) in enumerate(zip(layer_names, diff_ids, strict=True), start=1)
+    ]
+    return BaseImage(config=config, layers=layers)
+
+
+def _open_archive(path: Path, where: str) -> tarfile.TarFile:
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - handed to the ExitStack through the TarFile
+    except OSError as err:
+        raise BaseImageError(f"cannot read {where}: {err.strerror}") from None
+    magic = file.read(4)
+    file.seek(0)
+    if magic.startswith(GZIP_MAGIC) or magic == ZSTD_MAGIC:
+        file = _decompressed_copy(file, magic, where)
+    try:
+        return tarfile.open(fileobj=file, mode="r:")
+    except tarfile.TarError as err:
+        file.close()
+        raise BaseImageError(f"{where}: not a tar archive ({err})") from None
+
+
+def _decompressed_copy(file: IO[bytes], magic: bytes, where: str) -> IO[bytes]:
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 - returned open, closed by the ExitStack
+    try:
+        with file, _decompressor(file, magic) as stream:
+            shutil.copyfileobj(stream, copy, 1 << 20)
+    except (OSError, EOFError, zlib.error, ValueError) as err:
+        copy.close()
+        raise BaseImageError(f"{where}: corrupt compressed archive ({err})") from None
+    copy.seek(0)
+    return copy
+
+
+def _decompressor(file: IO[bytes], magic: bytes) -> IO[bytes]:
+    if magic.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=file)
+    try:
+        import zstandard
+    except ImportError:
+        raise BaseImageError("zstd-compressed base images need the zstandard package") from None
+    return zstandard.ZstdDecompressor().stream_reader(file)
+
+
+def _index_members(archive: tarfile.TarFile, where: str) -> dict[str, tarfile.TarInfo]:
+    members: dict[str, tarfile.TarInfo] = {}
+    try:
+        for member in archive:
+            name = PurePosixPath(member.name)
+            if name.is_absolute() or ".." in name.parts:
+                raise BaseImageError(f"{where}: member {member.name!r} escapes the archive")
+            key = str(name)
+            if key in members:
+                raise BaseImageError(f"{where}: member {key!r} appears twice")
+            members[key] = member
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise BaseImageError(f"{where}: corrupt tar archive ({err})") from None
+    return members
+
+
+def _member_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise BaseImageError(f"{where}: manifest names a member {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise BaseImageError(f"{where}: manifest names {name!r}, outside the archive")
+    return str(path)
+
+
+def _plain_member(members: dict[str, tarfile.TarInfo], name: str, where: str) -> tarfile.TarInfo:
+    member = members.get(name)
+    if member is None:
+        raise BaseImageError(f"{where}: no member {name!r} in the archive")
+    if not member.isfile():
+        raise BaseImageError(f"{where}: {name!r} is not a regular file (links are not followed)")
+    return member
+
+
+def _read_json(archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, where: str) -> Any:
+    member = _plain_member(members, name, where)
+    if member.size > MAX_JSON:
+        raise BaseImageError(f"{where}: {name} is {member.size} bytes, more than a JSON file here may be")
+    data = archive.extractfile(member).read()  # type: ignore[union-attr]
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise BaseImageError(f"{where}: {name} is not valid JSON ({err})") from None
+
+
+def _choose_image(manifest: Any, tag: str | None, where: str) -> dict[str, Any]:
+    if not isinstance(manifest, list) or not manifest or not all(isinstance(e, dict) for e in manifest):
+        raise BaseImageError(f"{where}: manifest.json is not a list of images")
+    if len(manifest) == 1 and tag is None:
+        return manifest[0]
+    tags = [t for entry in manifest for t in (entry.get("RepoTags") or []) if isinstance(t, str)]
+    for entry in manifest:
+        if tag in (entry.get("RepoTags") or []):
+            return entry
+    wanted = f"no image tagged {tag!r}" if tag else f"{len(manifest)} images"
+    raise BaseImageError(f"{where}: {wanted}; name one of: {', '.join(tags) or '(untagged)'}")
+
+
+def _checked_layer(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, diff_id: Any, number: int, where: str
+) -> LayerSource:
+    if not member.isfile():
+        raise BaseImageError(f"{where}: layer {member.name!r} is not a regular file")
+    digest, size = hashlib.sha256(), 0
+    for chunk in _layer_bytes(archive, member, where):
+        digest.update(chunk)
+        size += len(chunk)
+    if diff_id != f"sha256:{digest.hexdigest()}":
+        raise BaseImageError(
+            f"{where}: layer {number} ({member.name}) does not hash to its diff_id {diff_id}"
+        )
+
+    def chunks(buffer: bytearray) -> Chunks:
+        return _layer_bytes(archive, member, where)
+
+    return LayerSource(size, chunks, f"base image layer {number}", "from_image", digest.hexdigest())
+
+
+def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> Iterator[bytes]:
+    raw = archive.extractfile(member)
+    assert raw is not None
+    magic = raw.read(4)
+    raw.seek(0)
+    stream: IO[bytes] = raw
+    if magic.startswith(GZIP_MAGIC) or magic == ZSTD_MAGIC:
+        stream = _decompressor(raw, magic)
+    try:
+        while block := stream.read(1 << 20):
+            yield block
+    except (OSError, EOFError, zlib.error) as err:
+        raise BaseImageError(f"{where}: layer {member.name} is corrupt ({err})") from None
+
+
+def inherit_config(base: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Docker's rule: Env merged by name (ours win), every other key ours if set, else the base's."""
+    if not base:
+        return new
+    merged = dict(base)
+    for key, value in (new or {}).items():
+        if key == "Env":
+            merged["Env"] = _merge_env(base.get("Env") or [], value or [])
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_env(base: list[str], new: list[str]) -> list[str]:
+    names = {entry.split("=", 1)[0]: entry for entry in new}
+    merged = [names.pop(entry.split("=", 1)[0], entry) for entry in base]
+    return merged + [entry for entry in new if entry.split("=", 1)[0] in names]

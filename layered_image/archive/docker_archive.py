@@ -1,0 +1,100 @@
+"""The docker-archive format (what `docker save` writes and `docker load` reads).
+
+Written in one pass: each layer's tar size is known before its bytes, its sha256
+(the diff_id) is computed while it streams, and the image config and manifest.json,
+which need those digests, come last. A stream cut short therefore never holds a
+manifest: no loader takes a truncated image for a complete one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from layered_image.archive.layer_source import LayerSource
+from layered_image.archive.output import Output
+from layered_image.archive.tar import REGULAR, Member, end_of_archive, header, padding
+from layered_image.errors import UserError
+
+SCRATCH = 1 << 20
+
+
+@dataclass
+class ImageMeta:
+    """Everything about the image but its layers' bytes."""
+
+    repo_tag: str
+    architecture: str
+    created: str  # RFC 3339
+    mtime: int  # of the archive's own members
+    config: dict[str, Any] | None
+    variant: str | None = None
+    base_history: list[dict[str, Any]] | None = None  # the base image's, kept as it is
+    base_layers: int = 0  # how many of the layers come from the base image
+
+
+def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta) -> str:
+    """Write the whole archive; return the image ID (sha256 of the config)."""
+    scratch = bytearray(SCRATCH)
+    diff_ids = []
+    names = []
+    for number, layer in enumerate(layers, start=1):
+        name = f"{number:03d}/layer.tar"
+        out.progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
+        diff_ids.append(_write_layer(out, name, layer, scratch, meta.mtime))
+        names.append(name)
+    config = json.dumps(image_config(meta, layers, diff_ids), separators=(",", ":")).encode()
+    image_id = hashlib.sha256(config).hexdigest()
+    manifest = [{"Config": f"{image_id}.json", "RepoTags": [meta.repo_tag], "Layers": names}]
+    out.progress.step("config and manifest")
+    _write_small(out, f"{image_id}.json", config, meta.mtime)
+    _write_small(out, "manifest.json", json.dumps(manifest, separators=(",", ":")).encode(), meta.mtime)
+    out.write(end_of_archive(out.offset))
+    out.flush()
+    return image_id
+
+
+def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]) -> dict[str, Any]:
+    history = list(meta.base_history or [])
+    history += [
+        {"created": meta.created, "created_by": layer.created_by, "comment": layer.comment}
+        for layer in layers[meta.base_layers :]
+    ]
+    config: dict[str, Any] = {"architecture": meta.architecture}
+    if meta.variant:
+        config["variant"] = meta.variant
+    config |= {
+        "config": meta.config,
+        "created": meta.created,
+        "history": history,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
+    }
+    return config
+
+
+def _write_layer(out: Output, name: str, layer: LayerSource, scratch: bytearray, mtime: int) -> str:
+    out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=layer.size, mtime=mtime)))
+    digest = hashlib.sha256()
+    written = 0
+    for chunk in layer.chunks(scratch):
+        written += len(chunk)
+        if written > layer.size:
+            break
+        digest.update(chunk)
+        out.write(chunk)
+    if written != layer.size:
+        raise UserError(f"layer {name} ({layer.comment[:100]}): planned {layer.size} bytes, got {written}")
+    out.write(padding(layer.size))
+    hex_digest = digest.hexdigest()
+    if layer.expected_digest and layer.expected_digest != hex_digest:
+        raise UserError(f"layer {name} ({layer.comment[:100]}) does not match its recorded checksum")
+    return hex_digest
+
+
+def _write_small(out: Output, name: str, data: bytes, mtime: int) -> None:
+    out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=len(data), mtime=mtime)))
+    out.write(data)
+    out.write(padding(len(data)))

@@ -1,0 +1,67 @@
+"""A layer ready to be written: its exact tar size known up front, its bytes on demand."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from layered_image.errors import UserError
+
+Chunks = Iterable[bytes | memoryview]
+
+
+@dataclass
+class LayerSource:
+    size: int
+    chunks: Callable[[bytearray], Chunks]  # given a scratch buffer it may reuse
+    comment: str
+    created_by: str = "layered-image"
+    expected_digest: str | None = None  # sha256 hex the bytes must hash to, when known
+
+
+def file_layer(path: Path, comment: str, expected_digest: str | None = None) -> LayerSource:
+    """An uncompressed layer tar already on disk (nixpkgs' customisation layer)."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise UserError(f"cannot read layer {path}: {err.strerror}") from None
+
+    def chunks(buffer: bytearray) -> Chunks:
+        view = memoryview(buffer)
+        with open(path, "rb", buffering=0) as file:
+            left = size
+            while left:
+                got = file.readinto(view[: min(left, len(view))])
+                if not got:
+                    raise UserError(f"{path} shrank while the image was streamed")
+                left -= got
+                yield view[:got]
+
+    return LayerSource(size, chunks, comment, expected_digest=expected_digest)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checksum(directory: Path) -> str | None:
+    checksum = directory / "checksum"
+    if not checksum.exists():
+        return None
+    words = checksum.read_text().split()
+    text = words[0] if words else ""
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UserError(f"{checksum}: not a sha256 hex digest")
+    return text
+
+
+def customisation_layer(directory: Path) -> LayerSource:
+    if not (directory / "layer.tar").is_file():
+        raise UserError(f"customisation_layer {directory} has no layer.tar")
+    return file_layer(directory / "layer.tar", "customisation layer", read_checksum(directory))

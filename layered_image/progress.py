@@ -1,0 +1,65 @@
+"""Progress on stderr: a bar with bytes, rate and ETA on a terminal, plain lines in a log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+class Progress:
+    """Tracks bytes written against the planned total; `quiet` silences it entirely."""
+
+    REDRAW_SECONDS = 0.2
+
+    def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+        self.bar = not quiet and self.stream.isatty()
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def step(self, text: str) -> None:
+        """A new phase (a layer, the manifest): a line in logs, the bar's label on a terminal."""
+        self.label = text
+        if not self.quiet and not self.bar:
+            print(text, file=self.stream, flush=True)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.bar and time.monotonic() - self.last_draw >= self.REDRAW_SECONDS:
+            self._draw()
+
+    def finish(self) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.bar:
+            self._draw()
+            self.stream.write("\n")
+        if not self.quiet:
+            rate = human_bytes(self.done / elapsed) if elapsed > 0 else "-"
+            print(f"wrote {human_bytes(self.done)} in {elapsed:.1f} s ({rate}/s)", file=self.stream)
+
+    def _draw(self) -> None:
+        self.last_draw = now = time.monotonic()
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done / elapsed
+        share = self.done / self.total if self.total else 1.0
+        eta = (self.total - self.done) / rate if rate else 0
+        filled = int(share * 30)
+        bar = "#" * filled + "-" * (30 - filled)
+        line = (
+            f"\r[{bar}] {share:4.0%} {human_bytes(self.done)}/{human_bytes(self.total)}"
+            f" {human_bytes(rate)}/s ETA {eta:4.0f} s  {getattr(self, 'label', '')[:40]}"
+        )
+        self.stream.write(line.ljust(120)[:120])
+        self.stream.flush()

@@ -1,0 +1,83 @@
+"""`layered-image stream`: conf in, docker-archive out. Plans every layer, then writes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+
+from layered_image.archive.base_image import inherit_config, open_base_image
+from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
+from layered_image.archive.layer_source import LayerSource, customisation_layer
+from layered_image.archive.output import Output, output_file
+from layered_image.archive.store_layer import plan_store_layer, stream_store_layer
+from layered_image.conf import StreamConf, load_conf, rfc3339
+from layered_image.errors import UserError
+from layered_image.progress import Progress, human_bytes
+
+
+def stream_command(args: argparse.Namespace) -> int:
+    conf = load_conf(args.conf, args.tag)
+    with ExitStack() as resources:
+        layers, meta = plan_image(conf, resources)
+        total = sum(layer.size for layer in layers)
+        progress = Progress(total, quiet=args.quiet)
+        if not args.quiet:
+            print(f"{conf.repo_tag}: {len(layers)} layers, {human_bytes(total)}", file=sys.stderr)
+        try:
+            with output_file(args.output) as fd:
+                image_id = write_docker_archive(Output(fd, progress), layers, meta)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
+        progress.finish()
+        if not args.quiet:
+            print(f"image sha256:{image_id} {conf.repo_tag}", file=sys.stderr)
+    return 0
+
+
+def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource], ImageMeta]:
+    layers: list[LayerSource] = []
+    config = conf.config
+    base_history = None
+    if conf.from_image:
+        base = open_base_image(conf.from_image, None, resources)
+        base_arch = base.config.get("architecture")
+        if base_arch != conf.architecture:
+            raise UserError(
+                f"from_image {conf.from_image} is for {base_arch!r}, the new image for {conf.architecture!r};"
+                " build for the base image's architecture or pick a base for this one"
+            )
+        layers += base.layers
+        config = inherit_config(base.config.get("config"), config)
+        base_history = list(base.config.get("history") or [])
+    base_layers = len(layers)
+    layers += [store_layer_source(conf, paths) for paths in conf.store_layers]
+    if conf.customisation_layer:
+        layers.append(customisation_layer(conf.customisation_layer))
+    meta = ImageMeta(
+        repo_tag=conf.repo_tag,
+        architecture=conf.architecture,
+        variant=conf.variant,
+        created=rfc3339(conf.created),
+        mtime=conf.owner.mtime,
+        config=config,
+        base_history=base_history,
+        base_layers=base_layers,
+    )
+    return layers, meta
+
+
+def store_layer_source(conf: StreamConf, paths: list[str]) -> LayerSource:
+    plan = plan_store_layer(paths, conf.store_dir, conf.owner)
+    return LayerSource(
+        size=plan.size,
+        chunks=lambda buffer: stream_store_layer(plan, buffer),
+        comment="store paths: " + " ".join(paths),
+    )
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout at exit; with the pipe gone that would print a second error."""
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
