@@ -26,8 +26,8 @@ def stream_command(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{conf.repo_tag}: {len(layers)} layers, {human_bytes(total)}", file=sys.stderr)
         try:
-            with output_file(args.output) as fd:
-                image_id = write_docker_archive(Output(fd, progress), layers, meta)
+            with output_file(args.output) as fd, Output(fd, progress) as out:
+                image_id = write_docker_archive(out, layers, meta)
         except BrokenPipeError:
             _silence_stdout()
             raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
@@ -73,7 +73,7 @@ def store_layer_source(conf: StreamConf, paths: list[str]) -> LayerSource:
     plan = plan_store_layer(paths, conf.store_dir, conf.owner)
     return LayerSource(
         size=plan.size,
-        chunks=lambda buffer: stream_store_layer(plan, buffer),
+        chunks=lambda: stream_store_layer(plan),
         comment="store paths: " + " ".join(paths),
     )
 

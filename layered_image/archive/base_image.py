@@ -175,7 +175,7 @@ def _checked_layer(
             f"{where}: layer {number} ({member.name}) does not hash to its diff_id {diff_id}"
         )
 
-    def chunks(buffer: bytearray) -> Chunks:
+    def chunks() -> Chunks:
         return _layer_bytes(archive, member, where)
 
     return LayerSource(size, chunks, f"base image layer {number}", "from_image", digest.hexdigest())

@@ -18,8 +18,6 @@ from layered_image.archive.output import Output
 from layered_image.archive.tar import REGULAR, Member, end_of_archive, header, padding
 from layered_image.errors import UserError
 
-SCRATCH = 1 << 20
-
 
 @dataclass
 class ImageMeta:
@@ -37,13 +35,12 @@ class ImageMeta:
 
 def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta) -> str:
     """Write the whole archive; return the image ID (sha256 of the config)."""
-    scratch = bytearray(SCRATCH)
     diff_ids = []
     names = []
     for number, layer in enumerate(layers, start=1):
         name = f"{number:03d}/layer.tar"
         out.progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
-        diff_ids.append(_write_layer(out, name, layer, scratch, meta.mtime))
+        diff_ids.append(_write_layer(out, name, layer, meta.mtime))
         names.append(name)
     config = json.dumps(image_config(meta, layers, diff_ids), separators=(",", ":")).encode()
     image_id = hashlib.sha256(config).hexdigest()
@@ -52,7 +49,7 @@ def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta
     _write_small(out, f"{image_id}.json", config, meta.mtime)
     _write_small(out, "manifest.json", json.dumps(manifest, separators=(",", ":")).encode(), meta.mtime)
     out.write(end_of_archive(out.offset))
-    out.flush()
+    out.finish()
     return image_id
 
 
@@ -75,20 +72,19 @@ def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]
     return config
 
 
-def _write_layer(out: Output, name: str, layer: LayerSource, scratch: bytearray, mtime: int) -> str:
+def _write_layer(out: Output, name: str, layer: LayerSource, mtime: int) -> str:
     out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=layer.size, mtime=mtime)))
-    digest = hashlib.sha256()
+    out.start_hash()
     written = 0
-    for chunk in layer.chunks(scratch):
+    for chunk in layer.chunks():
         written += len(chunk)
         if written > layer.size:
             break
-        digest.update(chunk)
         out.write(chunk)
     if written != layer.size:
         raise UserError(f"layer {name} ({layer.comment[:100]}): planned {layer.size} bytes, got {written}")
+    hex_digest = out.end_hash()
     out.write(padding(layer.size))
-    hex_digest = digest.hexdigest()
     if layer.expected_digest and layer.expected_digest != hex_digest:
         raise UserError(f"layer {name} ({layer.comment[:100]}) does not match its recorded checksum")
     return hex_digest

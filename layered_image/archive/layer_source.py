@@ -9,13 +9,14 @@ from pathlib import Path
 
 from layered_image.errors import UserError
 
-Chunks = Iterable[bytes | memoryview]
+Chunks = Iterable[bytes]
+CHUNK = 1 << 20
 
 
 @dataclass
 class LayerSource:
     size: int
-    chunks: Callable[[bytearray], Chunks]  # given a scratch buffer it may reuse
+    chunks: Callable[[], Chunks]
     comment: str
     created_by: str = "layered-image"
     expected_digest: str | None = None  # sha256 hex the bytes must hash to, when known
@@ -28,16 +29,15 @@ def file_layer(path: Path, comment: str, expected_digest: str | None = None) -> 
     except OSError as err:
         raise UserError(f"cannot read layer {path}: {err.strerror}") from None
 
-    def chunks(buffer: bytearray) -> Chunks:
-        view = memoryview(buffer)
+    def chunks() -> Chunks:
         with open(path, "rb", buffering=0) as file:
             left = size
             while left:
-                got = file.readinto(view[: min(left, len(view))])
-                if not got:
+                data = file.read(min(left, CHUNK))
+                if not data:
                     raise UserError(f"{path} shrank while the image was streamed")
-                left -= got
-                yield view[:got]
+                left -= len(data)
+                yield data
 
     return LayerSource(size, chunks, comment, expected_digest=expected_digest)
 

@@ -12,16 +12,13 @@ bytes: a name that is not UTF-8 is written raw, flagged with hdrcharset=BINARY.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile pads the whole archive to a multiple of this
 REGULAR, SYMLINK, DIRECTORY = b"0", b"2", b"5"
 PAX_HEADER = b"x"
 MAGIC = b"ustar\x0000"
-# Field name, width; the pax keyword for strings that do not fit or are not ASCII.
-STRING_FIELDS = (("name", "path", 100), ("linkname", "linkpath", 100), ("uname", "uname", 32),
-                 ("gname", "gname", 32))  # fmt: skip
-NUMBER_FIELDS = (("uid", 8), ("gid", 8), ("size", 12), ("mtime", 12))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,37 +39,104 @@ class Member:
 
 def header(member: Member) -> bytes:
     """The header block(s) for `member`: a pax extended header when needed, then ustar."""
-    fields = {
-        "name": member.name,
-        "linkname": member.linkname,
-        "uname": member.uname,
-        "gname": member.gname,
-        "uid": member.uid,
-        "gid": member.gid,
-        "size": member.size,
-        "mtime": member.mtime,
-    }
-    pax: dict[str, bytes] = {}
-    for field, keyword, width in STRING_FIELDS:
-        text = fields[field].decode("utf-8", "surrogateescape")
-        if not text.isascii() or len(text) > width:
-            pax[keyword] = fields[field]
-    for field, width in NUMBER_FIELDS:
-        if not 0 <= fields[field] < 8 ** (width - 1):
-            pax[field] = str(fields[field]).encode()
-            fields[field] = 0
-    prefix = _pax_header(pax) if pax else b""
-    return prefix + _ustar(fields, member.kind, member.mode)
-
-
-def padding(size: int) -> bytes:
-    """NULs that fill a member's data up to the next block."""
-    return b"\0" * (-size % BLOCK)
+    fields = _owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname)
+    return fields.header(member)
 
 
 def member_size(member: Member) -> int:
     """Bytes `member` takes in the archive: header(s) plus data padded to whole blocks."""
-    return len(header(member)) + member.size + (-member.size % BLOCK)
+    taken = BLOCK + member.size + (-member.size % BLOCK)
+    fields = _owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname)
+    if not fields.records and _fits_ustar(member):
+        return taken
+    if not fields.records and _only_long_path(member):
+        body = len(_pax_record(b"path", member.name))
+        return taken + BLOCK + body + (-body % BLOCK)
+    body = len(_pax_body(_pax_records(member)))
+    return taken + BLOCK + body + (-body % BLOCK)
+
+
+def _only_long_path(member: Member) -> bool:
+    name, linkname = member.name, member.linkname
+    return len(linkname) <= 100 and name.isascii() and linkname.isascii() and member.size < _MAX_SIZE
+
+
+def _fits_ustar(member: Member) -> bool:
+    name, linkname = member.name, member.linkname
+    return (
+        len(name) <= 100
+        and len(linkname) <= 100
+        and name.isascii()
+        and linkname.isascii()
+        and (member.size < _MAX_SIZE)
+    )
+
+
+_MAX_SIZE = 8**11
+
+
+class _OwnerFields:
+    """The header fields every member of a layer shares (mtime and owner), laid out once:
+    building headers is most of the CPU time of streaming many small files."""
+
+    def __init__(self, mtime: int, uid: int, gid: int, uname: bytes, gname: bytes) -> None:
+        self.records = _pax_records(Member(name=b"", mtime=mtime, uid=uid, gid=gid, uname=uname, gname=gname))
+        self.ids = _octal(0 if "uid" in self.records else uid, 8) + _octal(
+            0 if "gid" in self.records else gid, 8
+        )
+        self.mtime = _octal(0 if "mtime" in self.records else mtime, 12)
+        self.tail = MAGIC + _text(uname, 32) + _text(gname, 32) + b"\0" * (8 + 8 + 155 + 12)
+        self.fixed_sum = sum(self.ids) + sum(self.mtime) + sum(self.tail) + 8 * ord(" ")
+
+    def header(self, member: Member) -> bytes:
+        if not self.records and _fits_ustar(member):
+            return self._ustar(member.name, member.kind, member.mode, member.size, member.linkname)
+        if not self.records and _only_long_path(member):  # the usual store file: one pax record
+            body = _pax_record(b"path", member.name)
+            ustar = self._ustar(member.name[:100], member.kind, member.mode, member.size, member.linkname)
+            return _pax_ustar(len(body)) + body + padding(len(body)) + ustar
+        records = _pax_records(member)
+        size = 0 if "size" in records else member.size
+        ustar = self._ustar(
+            _text(member.name, 100), member.kind, member.mode, size, _text(member.linkname, 100)
+        )
+        return _pax_header(records) + ustar
+
+    def _ustar(self, name: bytes, kind: bytes, mode: int, size: int, linkname: bytes) -> bytes:
+        """A ustar block; `name` and `linkname` are ASCII and at most 100 bytes."""
+        name = name.rstrip(b"\0")
+        linkname = linkname.rstrip(b"\0")
+        mode_field = _octal(mode & 0o7777, 8)
+        size_field = b"%011o\0" % size
+        checksum = self.fixed_sum + sum(name) + sum(linkname) + _sum(mode_field) + sum(size_field) + kind[0]
+        return b"".join(
+            (
+                name.ljust(100, b"\0"),
+                mode_field,
+                self.ids,
+                size_field,
+                self.mtime,
+                b"%06o\0 " % checksum,
+                kind,
+                linkname.ljust(100, b"\0"),
+                self.tail,
+            )
+        )
+
+
+@lru_cache(maxsize=64)
+def _owner_fields(mtime: int, uid: int, gid: int, uname: bytes, gname: bytes) -> _OwnerFields:
+    return _OwnerFields(mtime, uid, gid, uname, gname)
+
+
+@lru_cache(maxsize=256)
+def _sum(field: bytes) -> int:
+    return sum(field)
+
+
+def padding(size: int) -> bytes:
+    """NULs that fill a member's data up to the next block."""
+    return _ZEROS[: -size % BLOCK]
 
 
 def end_of_archive(offset: int) -> bytes:
@@ -81,49 +145,97 @@ def end_of_archive(offset: int) -> bytes:
     return b"\0" * (2 * BLOCK + (-end % RECORD))
 
 
-def _ustar(fields: dict, kind: bytes, mode: int) -> bytes:
+_ZEROS = b"\0" * BLOCK
+
+
+def _pax_records(member: Member) -> dict[str, bytes]:
+    """What does not fit the ustar header, as tarfile decides it."""
+    records: dict[str, bytes] = {}
+    for keyword, value, width in (
+        ("path", member.name, 100),
+        ("linkpath", member.linkname, 100),
+        ("uname", member.uname, 32),
+        ("gname", member.gname, 32),
+    ):
+        if value.isascii():
+            if len(value) > width:
+                records[keyword] = value
+        elif not value.decode("utf-8", "surrogateescape").isascii():
+            records[keyword] = value
+    for keyword, number, width in (
+        ("uid", member.uid, 8),
+        ("gid", member.gid, 8),
+        ("size", member.size, 12),
+        ("mtime", member.mtime, 12),
+    ):
+        if not 0 <= number < 8 ** (width - 1):
+            records[keyword] = str(number).encode()
+    return records
+
+
+def _ustar(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    kind: bytes,
+    linkname: bytes,
+    uname: bytes,
+    gname: bytes,
+) -> bytes:
     block = b"".join(
         (
-            _text(fields["name"], 100),
+            _text(name, 100),
             _octal(mode & 0o7777, 8),
-            _octal(fields["uid"], 8),
-            _octal(fields["gid"], 8),
-            _octal(fields["size"], 12),
-            _octal(fields["mtime"], 12),
-            b" " * 8,  # checksum, computed over the block with these spaces
+            _octal(uid, 8),
+            _octal(gid, 8),
+            _octal(size, 12),
+            _octal(mtime, 12),
+            b" " * 8,  # checksum: summed as spaces, then filled in
             kind,
-            _text(fields["linkname"], 100),
-            MAGIC,
-            _text(fields["uname"], 32),
-            _text(fields["gname"], 32),
-            b"\0" * 8,  # devmajor: empty, as for every non-device member
-            b"\0" * 8,  # devminor
-            b"\0" * 155,  # prefix: unused, long names go to pax
+            _text(linkname, 100),
+            _TAIL_START,
+            _text(uname, 32),
+            _text(gname, 32),
+            _TAIL_END,  # devmajor, devminor (empty for non-devices), unused prefix, padding
         )
-    ).ljust(BLOCK, b"\0")
-    checksum = b"%06o\0" % (256 + sum(block[:148]) + sum(block[156:]))
-    return block[:148] + checksum + block[155:]
+    )
+    return block[:148] + b"%06o\0" % sum(block) + block[155:]
+
+
+_TAIL_START = MAGIC
+_TAIL_END = b"\0" * (8 + 8 + 155 + 12)
 
 
 def _text(value: bytes, width: int) -> bytes:
     """An ASCII field: other characters become "?" (one per character), cut to width."""
-    ascii_text = value.decode("utf-8", "surrogateescape").encode("ascii", "replace")
-    return ascii_text[:width].ljust(width, b"\0")
+    if not value.isascii():
+        value = value.decode("utf-8", "surrogateescape").encode("ascii", "replace")
+    return value[:width].ljust(width, b"\0")
 
 
+@lru_cache(maxsize=4096)
 def _octal(number: int, width: int) -> bytes:
     return b"%0*o\0" % (width - 1, number)
 
 
 def _pax_header(records: dict[str, bytes]) -> bytes:
-    body = b""
+    body = _pax_body(records)
+    return _pax_ustar(len(body)) + body + padding(len(body))
+
+
+def _pax_body(records: dict[str, bytes]) -> bytes:
+    body = b"".join(_pax_record(keyword.encode(), value) for keyword, value in records.items())
     if any(not _is_utf8(value) for value in records.values()):
-        body += b"21 hdrcharset=BINARY\n"
-    for keyword, value in records.items():
-        body += _pax_record(keyword.encode(), value)
-    pax_fields = {"name": b"././@PaxHeader", "linkname": b"", "uname": b"", "gname": b""}
-    pax_fields |= {"uid": 0, "gid": 0, "size": len(body), "mtime": 0}
-    return _ustar(pax_fields, PAX_HEADER, 0) + body + padding(len(body))
+        body = b"21 hdrcharset=BINARY\n" + body
+    return body
+
+
+@lru_cache(maxsize=1024)
+def _pax_ustar(size: int) -> bytes:
+    return _ustar(b"././@PaxHeader", 0, 0, 0, size, 0, PAX_HEADER, b"", b"", b"")
 
 
 def _pax_record(keyword: bytes, value: bytes) -> bytes:
