@@ -73,15 +73,25 @@ def config_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+@cache
+def _validator_class() -> Any:
+    """Draft 2020-12, except that 1.5e9 is not an integer: Go's encoding/json refuses a
+    float for an int field, so Docker would refuse it too."""
+    from jsonschema import Draft202012Validator, validators  # slow to import: only when needed
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return validators.extend(Draft202012Validator, type_checker=checker)
+
+
 def validate_config(config: Any) -> list[str]:
     """Every problem with an image `config` object (null is allowed, as Docker allows it)."""
     if config is None:
         return []
-    from jsonschema import Draft202012Validator  # slow to import: only when validating
-
     schema = config_schema()
     errors = sorted(
-        Draft202012Validator(schema).iter_errors(config),
+        _validator_class()(schema).iter_errors(config),
         key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator)),
     )
     seen: dict[str, str] = {}

@@ -1,0 +1,101 @@
+"""Shared fixtures: fixture data, a throw-away store directory, the real Nix store,
+Docker, skopeo and podman. Tests needing a service skip when it is missing, unless
+LAYERED_IMAGE_REQUIRE_SERVICES=1 (set by .ci/run), where a missing service fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REQUIRE_SERVICES = os.environ.get("LAYERED_IMAGE_REQUIRE_SERVICES") == "1"
+
+
+def need(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (LAYERED_IMAGE_REQUIRE_SERVICES=1) but missing")
+    pytest.skip(f"{what} is not available")
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """The command line as a user runs it: a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "layered_image", *args], capture_output=True, check=False, **kwargs
+    )
+
+
+def make_conf(tmp_path: Path, store_layers: list[list[str]], **overrides: Any) -> Path:
+    conf = {
+        "config": {"Cmd": ["/bin/sh"]},
+        "architecture": "amd64",
+        "store_dir": "/nix/store",
+        "from_image": None,
+        "store_layers": store_layers,
+        "customisation_layer": None,
+        "repo_tag": "test-image:latest",
+        "created": "1970-01-01T00:00:01Z",
+        "mtime": "1970-01-01T00:00:01Z",
+        "uid": "0",
+        "gid": "0",
+        "uname": "root",
+        "gname": "root",
+    } | overrides
+    path = tmp_path / "conf.json"
+    path.write_text(json.dumps(conf))
+    return path
+
+
+@pytest.fixture
+def fake_store(tmp_path: Path) -> Path:
+    """A store directory with a few paths: nested dirs, a symlink, a hard link, odd names."""
+    store = tmp_path / "store"
+    app = store / "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0"
+    (app / "bin").mkdir(parents=True)
+    (app / "bin" / "app").write_text("#!/bin/sh\necho app\n")
+    (app / "bin" / "app").chmod(0o555)
+    (app / "share" / ("deep-" * 30)).mkdir(parents=True)
+    (app / "share" / ("deep-" * 30) / "long-name.txt").write_text("long")
+    (app / "share" / "b-file").write_text("b")
+    (app / "share" / "a.file").write_text("a")
+    lib = store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0"
+    lib.mkdir(parents=True)
+    (lib / "libx.so").write_bytes(os.urandom(300_000))
+    os.link(lib / "libx.so", lib / "libx-hardlink.so")
+    (lib / "link").symlink_to(app / "bin" / "app")
+    (lib / os.fsdecode(b"caf\xc3\xa9-\xff")).write_text("non-utf8 name")
+    single = store / "cccccccccccccccccccccccccccccccc-file"
+    single.write_text("a store path that is a file")
+    for path in store.rglob("*"):
+        if not path.is_symlink() and path.is_file() and path.stat().st_mode & 0o200:
+            path.chmod(0o444)
+    return store
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> str:
+    need(shutil.which("docker") is not None, "the docker client")
+    ok = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
+    need(ok, "a running Docker engine (DOCKER_HOST)")
+    return os.environ.get("DOCKER_HOST", "")
+
+
+@pytest.fixture(scope="session")
+def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store path `...-busybox-static` holding bin/busybox and bin/sh, added with nix-store --add."""
+    need(shutil.which("nix-store") is not None, "nix-store (apt-get install nix-bin)")
+    need(Path("/bin/busybox").exists(), "/bin/busybox (apt-get install busybox-static)")
+    root = tmp_path_factory.mktemp("bb") / "busybox-static"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    (root / "bin" / "sh").symlink_to("busybox")
+    added = subprocess.run(["nix-store", "--add", str(root)], capture_output=True, text=True, check=True)
+    return added.stdout.strip()

@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DATA, run_cli
+
+from layered_image.graph import GraphError, build_graph, entries_of, load_graph
+
+A, B, C = (f"/nix/store/{c * 32}-{n}" for c, n in (("a", "app"), ("b", "lib"), ("c", "libc")))
+
+
+def entry(path: str, *refs: str, size: int = 100) -> dict:
+    return {
+        "path": path,
+        "references": [path, *refs],
+        "narSize": size,
+        "narHash": "sha256:x",
+        "closureSize": 0,
+    }
+
+
+def test_loads_sizes_and_drops_self_references():
+    graph = build_graph([entry(A, B, size=5), entry(B, C), entry(C)])
+    assert graph.size_of(A) == 5
+    assert set(graph.nx.edges) == {(A, B), (B, C)}
+    assert graph.roots() == [A]
+    assert graph.nx.nodes[A]["nar_size"] == 5
+
+
+def test_structured_attrs_object_with_key():
+    data = {"closure": [entry(A)], "name": "x"}
+    assert entries_of(data, "closure", "f") == [entry(A)]
+    assert entries_of(data, None, "f") == [entry(A)]  # the only list is taken
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([entry(A, B)], "references /nix/store/bbb"),
+        ([{"path": A, "references": []}], "missing field 'narSize'"),
+        ([{"references": [], "narSize": 1}], "missing field 'path'"),
+        ([entry("/usr/lib/foo")], "not a path directly under the store directory"),
+        ([entry(A + "/bin/x")], "not a path directly under the store directory"),
+        ([entry(A, B), entry(B, A)], "reference cycle"),
+        ([entry(A), entry(A)], "listed twice"),
+        ([entry(A, size=-1)], "narSize"),
+        ([{"path": A, "references": "x", "narSize": 1}], "'references' must be a list"),
+        (["just a string"], "expected an object"),
+    ],
+)
+def test_malformed_graphs_are_refused_with_the_problem_named(entries, message):
+    with pytest.raises(GraphError, match=message.replace("(", r"\(")):
+        build_graph(entries)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", "[", json.dumps({"a": 1}), json.dumps([{"path": A, "references": [], "narSize": "1"}]), "7"],
+)
+def test_cli_refuses_bad_graph_files_with_one_line(tmp_path: Path, content: str):
+    graph = tmp_path / "graph.json"
+    graph.write_text(content)
+    result = run_cli("layers", str(graph))
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "error" in lines[0], lines
+    assert b"Traceback" not in result.stderr
+
+
+def test_missing_file_is_one_line():
+    result = run_cli("layers", "/nonexistent/graph.json")
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1
+
+
+def test_the_real_fixture_graphs_load():
+    assert len(load_graph(DATA / "gnome-kde.json")) == 1832
