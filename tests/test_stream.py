@@ -1,0 +1,245 @@
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import make_conf, run_cli
+
+from layered_image.archive.store_layer import Owner, StoreChangedError, plan_store_layer, stream_store_layer
+
+
+def layers_of(fake_store: Path) -> list[list[str]]:
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    return [[paths[0]], paths[1:]]
+
+
+def stream(conf: Path, *args: str, **kwargs) -> bytes:
+    result = run_cli("stream", str(conf), "-q", *args, **kwargs)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
+
+
+def read_image(data: bytes) -> tuple[dict, dict, list[bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))[0]
+        config = json.load(outer.extractfile(manifest["Config"]))
+        layers = [outer.extractfile(name).read() for name in manifest["Layers"]]
+    return manifest, config, layers
+
+
+def nixpkgs_style_layer(paths: list[str], store_dir: str) -> bytes:
+    """A layer as nixpkgs' stream script builds it with tarfile: the oracle for our writer."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for directory in itertools.accumulate(store_dir.strip("/").split("/"), lambda a, b: f"{a}/{b}"):
+            info = tarfile.TarInfo("/" + directory)
+            info.type, info.mode, info.mtime, info.uname, info.gname = (
+                tarfile.DIRTYPE,
+                0o755,
+                1,
+                "root",
+                "root",
+            )
+            tar.addfile(info)
+        for path in map(pathlib.Path, paths):
+            files = [path] if path.is_symlink() else itertools.chain([path], path.rglob("*"))
+            for name in sorted(files):
+                info = tar.gettarinfo(name)
+                info.name = "/" + info.name
+                if info.islnk():
+                    info.type, info.linkname, info.size = tarfile.REGTYPE, "", name.stat().st_size
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 1, 0, 0, "root", "root"
+                if info.isfile():
+                    with open(name, "rb") as file:
+                        tar.addfile(info, file)
+                else:
+                    tar.addfile(info)
+    return out.getvalue()
+
+
+def test_image_holds_the_store_paths_as_nixpkgs_lays_them_out(tmp_path, fake_store):
+    layers = layers_of(fake_store)
+    manifest, config, blobs = read_image(stream(make_conf(tmp_path, layers, store_dir=str(fake_store))))
+    assert manifest["RepoTags"] == ["test-image:latest"]
+    assert len(blobs) == 2
+    for blob, paths, diff_id in zip(blobs, layers, config["rootfs"]["diff_ids"], strict=True):
+        assert blob == nixpkgs_style_layer(paths, str(fake_store))
+        assert diff_id == "sha256:" + hashlib.sha256(blob).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(blobs[1]), encoding="utf-8", errors="surrogateescape") as tar:
+        by_name = {m.name: m for m in tar.getmembers()}
+    lib = f"{fake_store}/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0"
+    assert by_name[f"{lib}/libx-hardlink.so"].isfile()  # a hard link becomes a regular file
+    assert by_name[f"{lib}/libx-hardlink.so"].size == 300_000
+    assert by_name[f"{lib}/link"].issym()
+    assert all(m.mtime == 1 and m.uname == "root" for m in by_name.values())
+    assert config["history"][1]["comment"] == "store paths: " + " ".join(layers[1])
+    assert config["created"] == "1970-01-01T00:00:01Z" and config["os"] == "linux"
+
+
+def test_output_is_byte_identical_across_runs_umask_tz_locale_and_disk_metadata(tmp_path, fake_store):
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    first = stream(conf)
+    for path in fake_store.rglob("*"):
+        if not path.is_symlink():
+            os.utime(path, (12345, 12345))
+    env = os.environ | {"TZ": "Asia/Kathmandu", "LC_ALL": "C", "LANG": "C"}
+    second = stream(conf, env=env, preexec_fn=lambda: os.umask(0o077))
+    assert first == second
+
+
+def test_an_optimised_store_gives_the_same_image(tmp_path, fake_store):
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    first = stream(conf)
+    lib = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0"
+    copy = lib / "libx-hardlink.so"
+    data = copy.read_bytes()
+    copy.unlink()
+    copy.write_bytes(data)  # no longer a hard link
+    copy.chmod(0o444)
+    assert stream(conf) == first
+
+
+@pytest.mark.parametrize("change", ["grow", "vanish", "into-directory"])
+def test_a_store_file_that_changes_after_planning_stops_the_stream(fake_store, change):
+    path = fake_store / "cccccccccccccccccccccccccccccccc-file"
+    plan = plan_store_layer([str(path)], str(fake_store), Owner())
+    path.chmod(0o644)
+    path.unlink()
+    if change == "grow":
+        path.write_text("a store path that is a file, and more")
+    elif change == "into-directory":
+        path.mkdir()
+    with pytest.raises(StoreChangedError, match=str(path)):
+        b"".join(stream_store_layer(plan))
+
+
+def test_reader_going_away_is_one_line_and_non_zero(tmp_path, fake_store):
+    big = fake_store / "dddddddddddddddddddddddddddddddd-big"
+    big.write_bytes(os.urandom(6 << 20))
+    conf = make_conf(tmp_path, [[str(big)]], store_dir=str(fake_store))
+    command = f"{sys.executable} -m layered_image stream {conf} | head -c 1000 > /dev/null"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, check=False)
+    assert result.returncode != 0
+    lines = result.stderr.decode().splitlines()
+    assert "Traceback" not in result.stderr.decode()
+    assert [line for line in lines if "error" in line] == [lines[-1]]
+    assert "broken pipe" in lines[-1]
+
+
+def test_output_file_is_written_whole_or_not_at_all(tmp_path, fake_store):
+    target = tmp_path / "image.tar"
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    assert run_cli("stream", str(conf), "-q", "-o", str(target)).returncode == 0
+    good = target.read_bytes()
+    bad = make_conf(tmp_path, [[str(fake_store / "missing-path")]], store_dir=str(fake_store))
+    result = run_cli("stream", str(bad), "-q", "-o", str(target))
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert target.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".image")) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"config": {"Cmd": "sh"}}, "config.Cmd"),
+        ({"repo_tag": "Bad Tag"}, "repo_tag"),
+        ({"created": "yesterday"}, "created"),
+        ({"architecture": "x86_64"}, "did you mean amd64"),
+        ({"store_layers": "x"}, "store_layers"),
+        ({"store_layers": [["/etc/passwd"]]}, "is not a path in"),
+        ({"uid": "root"}, "uid"),
+    ],
+)
+def test_bad_confs_are_refused_before_any_output(tmp_path, change, message):
+    conf = make_conf(tmp_path, change.pop("store_layers", []), **change)
+    result = run_cli("stream", str(conf))
+    assert result.returncode == 1
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_created_now_and_tag_override(tmp_path, fake_store):
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store), created="now", mtime="now")
+    manifest, config, blobs = read_image(stream(conf, "-t", "other/name:v2"))
+    assert manifest["RepoTags"] == ["other/name:v2"]
+    assert config["created"] > "2026"
+    with tarfile.open(fileobj=io.BytesIO(blobs[0])) as tar:
+        assert tar.getmembers()[0].mtime > 1_700_000_000
+
+
+def test_customisation_layer_is_appended_and_checked(tmp_path, fake_store):
+    custom = tmp_path / "custom"
+    (custom / "root" / "etc").mkdir(parents=True)
+    (custom / "root" / "etc" / "hello").write_text("hi")
+    subprocess.run(["tar", "-C", custom / "root", "-cf", custom / "layer.tar", "."], check=True)
+    digest = hashlib.sha256((custom / "layer.tar").read_bytes()).hexdigest()
+    (custom / "checksum").write_text(digest)
+    conf = make_conf(
+        tmp_path, layers_of(fake_store), store_dir=str(fake_store), customisation_layer=str(custom)
+    )
+    _, config, blobs = read_image(stream(conf))
+    assert config["rootfs"]["diff_ids"][-1] == f"sha256:{digest}"
+    assert blobs[-1] == (custom / "layer.tar").read_bytes()
+    (custom / "checksum").write_text("0" * 64)
+    result = run_cli("stream", str(conf), "-q", "-o", str(tmp_path / "x.tar"))
+    assert result.returncode == 1 and b"checksum" in result.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_from_image_layers_go_below_and_config_is_inherited(tmp_path, fake_store, compress):
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    base_config = {"Env": ["PATH=/base/bin", "KEEP=1"], "Cmd": ["/base"], "WorkingDir": "/base", "User": "1"}
+    base_conf = make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store), config=base_config)
+    base = tmp_path / ("base.tar.gz" if compress else "base.tar")
+    data = stream(base_conf)
+    base.write_bytes(gzip.compress(data) if compress else data)
+    _, base_image, base_blobs = read_image(data)
+    conf = make_conf(
+        tmp_path,
+        [paths[1:]],
+        store_dir=str(fake_store),
+        from_image=str(base),
+        config={"Env": ["PATH=/new/bin", "NEW=2"], "Entrypoint": ["/new"]},
+    )
+    _, config, blobs = read_image(stream(conf))
+    assert blobs[0] == base_blobs[0]
+    assert config["rootfs"]["diff_ids"][0] == base_image["rootfs"]["diff_ids"][0]
+    assert len(config["history"]) == 2
+    assert config["config"] == {
+        "Env": ["PATH=/new/bin", "KEEP=1", "NEW=2"],
+        "Cmd": ["/base"],
+        "WorkingDir": "/base",
+        "User": "1",
+        "Entrypoint": ["/new"],
+    }
+
+
+def test_corrupt_base_image_is_refused_before_output(tmp_path, fake_store):
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    data = bytearray(stream(make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store))))
+    data[3000] ^= 0xFF  # inside the first layer's contents
+    base = tmp_path / "base.tar"
+    base.write_bytes(bytes(data))
+    conf = make_conf(tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base))
+    result = run_cli("stream", str(conf))
+    assert result.returncode == 1 and result.stdout == b""
+    assert b"does not hash to its diff_id" in result.stderr
+
+
+def test_progress_lines_when_not_a_terminal(tmp_path, fake_store):
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    result = run_cli("stream", str(conf), "-o", str(tmp_path / "x.tar"))
+    text = result.stderr.decode()
+    assert "layer 1/2" in text and "layer 2/2" in text and "wrote" in text
+    assert shutil.which("tar") and result.returncode == 0
