@@ -243,3 +243,37 @@ def test_progress_lines_when_not_a_terminal(tmp_path, fake_store):
     text = result.stderr.decode()
     assert "layer 1/2" in text and "layer 2/2" in text and "wrote" in text
     assert shutil.which("tar") and result.returncode == 0
+
+
+def other_pythons() -> list[str]:
+    found = []
+    for version in ("3.12", "3.13"):
+        candidates = [shutil.which(f"python{version}")]
+        candidates += sorted(str(p) for p in Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))
+        usable = [c for c in candidates if c and _has_dependencies(c)]
+        if usable:
+            found.append(usable[-1])
+    return found
+
+
+def _has_dependencies(python: str) -> bool:
+    check = [python, "-c", "import networkx, jsonschema"]
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def test_same_bytes_under_every_python_version(tmp_path, fake_store):
+    pythons = other_pythons()
+    if not pythons:
+        pytest.skip("no Python 3.12/3.13 with networkx and jsonschema on this machine")
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    expected = stream(conf)
+    source = str(Path(__file__).parent.parent)
+    for python in pythons:
+        result = subprocess.run(
+            [python, "-m", "layered_image", "stream", str(conf), "-q"],
+            capture_output=True,
+            check=False,
+            env=os.environ | {"PYTHONPATH": source},
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == expected, python

@@ -10,6 +10,7 @@ narSize of their closure, so a layer comes after the layers it depends on.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from layered_image.graph import ClosureGraph
@@ -33,31 +34,36 @@ def layer(closure: ClosureGraph, max_layers: int, exclude: frozenset[str]) -> li
 def split_by_primaries(graph: nx.DiGraph, max_layers: int) -> dict[str, Key]:
     """Map every path to its key, the set of primaries it belongs with."""
     split: dict[str, Key] = dict.fromkeys(graph, frozenset())
+    layers = Counter(split.values())  # paths per distinct key: one layer per key
     # Largest last so pop() takes it; equal sizes: the greatest path first, as nixpkgs
     # does for its input (sorted by path) with a stable sort.
     candidates = sorted(graph, key=lambda p: (graph.nodes[p]["nar_size"], p))
     while candidates:
-        primary = candidates.pop()
-        proposed = _with_primary(graph, split, primary)
-        if len(set(proposed.values())) > max_layers:
+        changes = _with_primary(graph, split, candidates.pop())
+        proposed = layers.copy()
+        for path, key in changes.items():
+            proposed[split[path]] -= 1
+            proposed[key] += 1
+        if sum(1 for count in proposed.values() if count) > max_layers:
             break
-        split = proposed
+        split.update(changes)
+        layers = +proposed  # drops keys no path has any more
     return split
 
 
 def _with_primary(graph: nx.DiGraph, split: dict[str, Key], primary: str) -> dict[str, Key]:
-    proposed = dict(split)
-    proposed[primary] = frozenset((primary,))
+    """The keys that change when `primary` becomes a primary."""
     import networkx
 
+    changes = {primary: frozenset((primary,))}
     deps = networkx.descendants(graph, primary)
     users = networkx.ancestors(graph, primary)
     for dep in deps:
-        key = proposed[dep] - users
+        key = split[dep] - users
         if not key & deps:
             key |= {primary}
-        proposed[dep] = key
-    return proposed
+        changes[dep] = key
+    return changes
 
 
 def path_key(path: str) -> tuple[str, str]:
@@ -67,9 +73,12 @@ def path_key(path: str) -> tuple[str, str]:
 
 
 def _closure_order(graph: nx.DiGraph, paths: list[str]) -> tuple[int, list[str]]:
-    import networkx
-
+    """The layer's closure size (one traversal from all its paths at once), then its names."""
     closure = set(paths)
-    for path in paths:
-        closure |= networkx.descendants(graph, path)
+    todo = list(paths)
+    while todo:
+        for dep in graph.successors(todo.pop()):
+            if dep not in closure:
+                closure.add(dep)
+                todo.append(dep)
     return sum(graph.nodes[p]["nar_size"] for p in closure), sorted(paths)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Streaming speed and memory against the read+hash floor.
+
+usage: bench/stream.py CONF [--runs N]
+
+CONF is a stream conf (../shared/tools/make_bench_store.sh OUTDIR writes one over ~3 GB
+of real files). The floor, measured in the same run: one process reading every
+regular file of the conf's store layers once and hashing it with hashlib. Then
+`layered-image stream CONF` piped into a hash sink (another process hashing stdin),
+as `docker load` would read it. Each is run N times (default 2; the first run also
+warms the page cache); the best is reported, with the stream's peak RSS and whether
+every run gave the same digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+SINK = """
+import hashlib, sys
+h, buf, n = hashlib.sha256(), bytearray(1 << 20), 0
+with open(0, "rb", buffering=0) as f:
+    while k := f.readinto(buf):
+        h.update(memoryview(buf)[:k]); n += k
+print(h.hexdigest(), n)
+"""
+
+
+def floor(conf: dict) -> tuple[float, int]:
+    start, total, buffer = time.perf_counter(), 0, bytearray(1 << 20)
+    digest = hashlib.sha256()
+    for layer in conf["store_layers"]:
+        for path in layer:
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    file = os.path.join(root, name)
+                    if os.path.islink(file):
+                        continue
+                    with open(file, "rb", buffering=0) as handle:
+                        while count := handle.readinto(buffer):
+                            digest.update(memoryview(buffer)[:count])
+                            total += count
+    return time.perf_counter() - start, total
+
+
+def stream(conf_path: str) -> tuple[float, int, str]:
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "layered_image", "stream", conf_path, "-q"]
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE)
+    sink = subprocess.run([sys.executable, "-c", SINK], stdin=producer.stdout, capture_output=True, text=True)
+    _, status, usage = os.wait4(producer.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0 or sink.returncode != 0:
+        sys.exit("stream failed")
+    return seconds, usage.ru_maxrss // 1024, sink.stdout.split()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("conf")
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    with open(args.conf) as file:
+        conf = json.load(file)
+    floors = [floor(conf) for _ in range(args.runs)]
+    streams = [stream(args.conf) for _ in range(args.runs)]
+    best_floor = min(seconds for seconds, _ in floors)
+    best_stream = min(seconds for seconds, _, _ in streams)
+    gigabytes = floors[0][1] / 1e9
+    print(f"files read: {gigabytes:.2f} GB")
+    print(f"floor (read + sha256, one process): {best_floor:6.2f} s  {gigabytes / best_floor:.2f} GB/s")
+    print(
+        f"layered-image stream | hash sink:   {best_stream:6.2f} s  {best_stream / best_floor:.2f}x the floor"
+    )
+    print(f"stream peak RSS: {max(rss for _, rss, _ in streams)} MB")
+    digests = {digest for _, _, digest in streams}
+    print(f"same bytes every run: {'yes' if len(digests) == 1 else 'NO'} ({digests.pop()[:16]}...)")
+
+
+if __name__ == "__main__":
+    main()
