@@ -7,9 +7,9 @@ CONF is a stream conf (../shared/tools/make_bench_store.sh OUTDIR writes one ove
 of real files). The floor, measured in the same run: one process reading every
 regular file of the conf's store layers once and hashing it with hashlib. Then
 `layered-image stream CONF` piped into a hash sink (another process hashing stdin),
-as `docker load` would read it. Each is run N times (default 2; the first run also
-warms the page cache); the best is reported, with the stream's peak RSS and whether
-every run gave the same digest.
+as `docker load` would read it. After one warm-up read, floor and stream run N times
+each, interleaved (default 3); the medians are reported, with the stream's peak RSS
+and whether every run gave the same digest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -65,20 +66,24 @@ def stream(conf_path: str) -> tuple[float, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("conf")
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with open(args.conf) as file:
         conf = json.load(file)
-    floors = [floor(conf) for _ in range(args.runs)]
-    streams = [stream(args.conf) for _ in range(args.runs)]
-    best_floor = min(seconds for seconds, _ in floors)
-    best_stream = min(seconds for seconds, _, _ in streams)
+    floor(conf)  # warm the page cache
+    floors, streams = [], []
+    for _ in range(args.runs):  # interleaved, so that the machine's mood hits both alike
+        floors.append(floor(conf))
+        streams.append(stream(args.conf))
+    floor_time = statistics.median(seconds for seconds, _ in floors)
+    stream_time = statistics.median(seconds for seconds, _, _ in streams)
     gigabytes = floors[0][1] / 1e9
-    print(f"files read: {gigabytes:.2f} GB")
-    print(f"floor (read + sha256, one process): {best_floor:6.2f} s  {gigabytes / best_floor:.2f} GB/s")
+    print(f"files read: {gigabytes:.2f} GB; medians of {args.runs} interleaved runs")
+    print(f"floor (read + sha256, one process): {floor_time:6.2f} s  {gigabytes / floor_time:.2f} GB/s")
     print(
-        f"layered-image stream | hash sink:   {best_stream:6.2f} s  {best_stream / best_floor:.2f}x the floor"
+        f"layered-image stream | hash sink:   {stream_time:6.2f} s  {stream_time / floor_time:.2f}x the floor"
     )
+    print(f"  runs: floor {[round(s, 1) for s, _ in floors]}, stream {[round(s, 1) for s, _, _ in streams]}")
     print(f"stream peak RSS: {max(rss for _, rss, _ in streams)} MB")
     digests = {digest for _, _, digest in streams}
     print(f"same bytes every run: {'yes' if len(digests) == 1 else 'NO'} ({digests.pop()[:16]}...)")

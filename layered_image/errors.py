@@ -7,3 +7,7 @@ escaping is a bug in this program and keeps its traceback.
 
 class UserError(Exception):
     """Bad input: the message says what is wrong and what to do about it."""
+
+
+class StoreChangedError(UserError):
+    """A store file is not what it was when its layer was planned."""

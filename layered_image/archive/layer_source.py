@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from layered_image.archive.output import FileSpan
 from layered_image.errors import UserError
 
-Chunks = Iterable[bytes]
+Chunks = Iterable["bytes | FileSpan"]
 CHUNK = 1 << 20
 
 

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from layered_image.archive.output import FileSpan
 from layered_image.archive.tar import (
     BLOCK,
     DIRECTORY,
@@ -27,14 +28,10 @@ from layered_image.archive.tar import (
     member_size,
     padding,
 )
-from layered_image.errors import UserError
+from layered_image.errors import StoreChangedError, UserError
 
 CHUNK = 1 << 20
 SMALL_FILE = 256 << 10  # read in one go and batched with its neighbours
-
-
-class StoreChangedError(UserError):
-    """A store file is not what it was when the layer was planned."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ def plan_store_layer(paths: list[str], store_dir: str, owner: Owner) -> StoreLay
     return StoreLayerPlan(paths, planned, offset + len(end_of_archive(offset)))
 
 
-def stream_store_layer(plan: StoreLayerPlan) -> Iterator[bytes]:
+def stream_store_layer(plan: StoreLayerPlan) -> Iterator[bytes | FileSpan]:
     """The layer tar's bytes, in pieces of about CHUNK bytes (small files are batched)."""
     offset = 0
     batch: list[bytes] = []
@@ -80,7 +77,7 @@ def stream_store_layer(plan: StoreLayerPlan) -> Iterator[bytes]:
             yield b"".join(batch)
             batch, batched = [], 0
             yield head
-            yield from _file_contents(source, member.size)
+            yield _open_file(source, member.size)
             yield padding(member.size)
         if batched >= CHUNK:
             yield b"".join(batch)
@@ -156,23 +153,14 @@ def _small_file(source: bytes, size: int) -> bytes:
     return data
 
 
-def _file_contents(source: bytes, size: int) -> Iterator[bytes]:
+def _open_file(source: bytes, size: int) -> FileSpan:
+    """Open a big store file for the writer thread, checked against the plan."""
     fd = _open(source)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-            raise StoreChangedError(f"{_name(source)} changed size or type since the layer was planned")
-        left = size
-        while left:
-            data = os.read(fd, min(left, CHUNK))
-            if not data:
-                raise StoreChangedError(
-                    f"{source.decode(errors='replace')} shrank while the image was streamed"
-                )
-            left -= len(data)
-            yield data
-    finally:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
         os.close(fd)
+        raise StoreChangedError(f"{_name(source)} changed size or type since the layer was planned")
+    return FileSpan(fd, size, _name(source))
 
 
 def _open(source: bytes) -> int:
