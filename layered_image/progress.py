@@ -16,11 +16,11 @@ def human_bytes(count: float) -> str:
 
 
 class Progress:
-    """Tracks bytes written against the planned total; `quiet` silences it entirely."""
+    """Tracks bytes written (against the total, when known); `quiet` silences it entirely."""
 
     REDRAW_SECONDS = 0.2
 
-    def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int | None, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.total = total
         self.done = 0
@@ -53,12 +53,13 @@ class Progress:
         self.last_draw = now = time.monotonic()
         elapsed = max(now - self.started, 1e-6)
         rate = self.done / elapsed
-        share = self.done / self.total if self.total else 1.0
-        eta = (self.total - self.done) / rate if rate else 0
+        total = self.total or 0
+        share = min(self.done / total, 1.0) if total else 1.0
+        eta = (total - self.done) / rate if rate and total > self.done else 0
         filled = int(share * 30)
         bar = "#" * filled + "-" * (30 - filled)
         line = (
-            f"\r[{bar}] {share:4.0%} {human_bytes(self.done)}/{human_bytes(self.total)}"
+            f"\r[{bar}] {share:4.0%} {human_bytes(self.done)}/{human_bytes(total)}"
             f" {human_bytes(rate)}/s ETA {eta:4.0f} s  {getattr(self, 'label', '')[:40]}"
         )
         self.stream.write(line.ljust(120)[:120])

@@ -11,20 +11,21 @@ from layered_image.archive.base_image import inherit_config, open_base_image
 from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
 from layered_image.archive.layer_source import LayerSource, customisation_layer
 from layered_image.archive.output import Output, output_file
-from layered_image.archive.store_layer import plan_store_layer, stream_store_layer
+from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
 from layered_image.conf import StreamConf, load_conf, rfc3339
 from layered_image.errors import UserError
-from layered_image.progress import Progress, human_bytes
+from layered_image.progress import Progress
 
 
 def stream_command(args: argparse.Namespace) -> int:
     conf = load_conf(args.conf, args.tag)
     with ExitStack() as resources:
         layers, meta = plan_image(conf, resources)
-        total = sum(layer.size for layer in layers)
-        progress = Progress(total, quiet=args.quiet)
+        progress = Progress(None, quiet=args.quiet)
+        if progress.bar:  # an ETA needs the total: plan every layer before the first byte
+            progress.total = sum(layer.size for layer in layers)
         if not args.quiet:
-            print(f"{conf.repo_tag}: {len(layers)} layers, {human_bytes(total)}", file=sys.stderr)
+            print(f"{conf.repo_tag}: {len(layers)} layers", file=sys.stderr)
         try:
             with output_file(args.output) as fd, Output(fd, progress) as out:
                 image_id = write_docker_archive(out, layers, meta)
@@ -70,10 +71,19 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
 
 
 def store_layer_source(conf: StreamConf, paths: list[str]) -> LayerSource:
-    plan = plan_store_layer(paths, conf.store_dir, conf.owner)
+    """Planned when first measured: usually just before it is written."""
+    for path in paths:  # a missing path is an error before the first byte, not in the middle
+        if not os.path.lexists(path):
+            raise UserError(f"store path {path} does not exist; build or fetch it first")
+    plans: list[StoreLayerPlan] = []
+
+    def measure() -> int:
+        plans.append(plan_store_layer(paths, conf.store_dir, conf.owner))
+        return plans[0].size
+
     return LayerSource(
-        size=plan.size,
-        chunks=lambda: stream_store_layer(plan),
+        measure=measure,
+        chunks=lambda: stream_store_layer(plans[0]),
         comment="store paths: " + " ".join(paths),
     )
 

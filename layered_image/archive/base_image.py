@@ -178,7 +178,7 @@ def _checked_layer(
     def chunks() -> Chunks:
         return _layer_bytes(archive, member, where)
 
-    return LayerSource(size, chunks, f"base image layer {number}", "from_image", digest.hexdigest())
+    return LayerSource(lambda: size, chunks, f"base image layer {number}", "from_image", digest.hexdigest())
 
 
 def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> Iterator[bytes]:

@@ -1,10 +1,13 @@
-"""A layer ready to be written: its exact tar size known up front, its bytes on demand."""
+"""A layer ready to be written: its exact tar size known before its first byte, its bytes
+on demand. The size may be measured late (`measure`), so that planning a store layer
+overlaps with writing the one before it."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from layered_image.archive.output import FileSpan
@@ -16,11 +19,15 @@ CHUNK = 1 << 20
 
 @dataclass
 class LayerSource:
-    size: int
+    measure: Callable[[], int]
     chunks: Callable[[], Chunks]
     comment: str
     created_by: str = "layered-image"
     expected_digest: str | None = None  # sha256 hex the bytes must hash to, when known
+
+    @cached_property
+    def size(self) -> int:
+        return self.measure()
 
 
 def file_layer(path: Path, comment: str, expected_digest: str | None = None) -> LayerSource:
@@ -40,7 +47,7 @@ def file_layer(path: Path, comment: str, expected_digest: str | None = None) -> 
                 left -= len(data)
                 yield data
 
-    return LayerSource(size, chunks, comment, expected_digest=expected_digest)
+    return LayerSource(lambda: size, chunks, comment, expected_digest=expected_digest)
 
 
 def sha256_file(path: Path) -> str:
