@@ -39,6 +39,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return stream_command(args)
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from layered_image import nix_build
+
+    commands = {
+        "build": nix_build.build_command,
+        "write-attr": nix_build.write_attr_command,
+        "write-launcher": nix_build.write_launcher_command,
+    }
+    return commands[args.command](args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from layered_image import __version__
     from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
@@ -68,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("-t", "--tag", metavar="NAME:TAG", help="override the conf's repo_tag")
     stream.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     stream.set_defaults(run=cmd_stream)
+
+    build = sub.add_parser("build", help="(inside Nix builds) make the stream script from .attrs.json")
+    build.set_defaults(run=cmd_build)
+    write_attr = sub.add_parser("write-attr", help="(inside Nix builds) write one attribute as JSON to $out")
+    write_attr.add_argument("name")
+    write_attr.set_defaults(run=cmd_build)
+    launcher = sub.add_parser("write-launcher", help="(inside Nix builds) write $out/bin/layered-image")
+    launcher.set_defaults(run=cmd_build)
     return parser
 
 

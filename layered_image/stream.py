@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import ExitStack
@@ -10,30 +11,50 @@ from contextlib import ExitStack
 from layered_image.archive.base_image import inherit_config, open_base_image
 from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
 from layered_image.archive.layer_source import LayerSource, customisation_layer
+from layered_image.archive.links_layer import links_layer
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
-from layered_image.conf import StreamConf, load_conf, rfc3339
+from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
 from layered_image.progress import Progress
 
 
 def stream_command(args: argparse.Namespace) -> int:
-    conf = load_conf(args.conf, args.tag)
+    return run_stream(load_conf(args.conf, args.tag), args.output, args.quiet)
+
+
+def stream_script_main(conf_text: str, argv: list[str]) -> int:
+    """What a Nix-built stream script runs: the conf is embedded in the script."""
+    parser = argparse.ArgumentParser(description="Stream this image as a docker-archive.")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        return run_stream(
+            parse_conf(json.loads(conf_text), args.tag, "stream script"), args.output, args.quiet
+        )
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def run_stream(conf: StreamConf, output: str | None, quiet: bool) -> int:
     with ExitStack() as resources:
         layers, meta = plan_image(conf, resources)
-        progress = Progress(None, quiet=args.quiet)
+        progress = Progress(None, quiet=quiet)
         if progress.bar:  # an ETA needs the total: plan every layer before the first byte
             progress.total = sum(layer.size for layer in layers)
-        if not args.quiet:
+        if not quiet:
             print(f"{conf.repo_tag}: {len(layers)} layers", file=sys.stderr)
         try:
-            with output_file(args.output) as fd, Output(fd, progress) as out:
+            with output_file(output) as fd, Output(fd, progress) as out:
                 image_id = write_docker_archive(out, layers, meta)
         except BrokenPipeError:
             _silence_stdout()
             raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
         progress.finish()
-        if not args.quiet:
+        if not quiet:
             print(f"image sha256:{image_id} {conf.repo_tag}", file=sys.stderr)
     return 0
 
@@ -57,6 +78,8 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
     layers += [store_layer_source(conf, paths) for paths in conf.store_layers]
     if conf.customisation_layer:
         layers.append(customisation_layer(conf.customisation_layer))
+    if conf.links:
+        layers.append(links_layer(conf.links, conf.owner.mtime))
     meta = ImageMeta(
         repo_tag=conf.repo_tag,
         architecture=conf.architecture,

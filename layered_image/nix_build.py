@@ -1,0 +1,150 @@
+"""`layered-image build`: the builder of the Nix functions' derivation.
+
+Reads the derivation's structured attributes (`.attrs.json`: the arguments of
+streamLayeredImage and the closure from exportReferencesGraph), checks them, computes
+the layers, and writes `$out`: the stream script, an executable that streams the image
+with the store's Python, this package and the conf it embeds. Every store path the conf
+names appears in the script's text, so Nix's reference scanning keeps them alive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from layered_image.config import validate_config, validate_platform, validate_timestamp
+from layered_image.errors import UserError
+from layered_image.graph import build_graph
+from layered_image.layering import compute_layers
+
+DOCKER_MAX_LAYERS = 125
+
+
+def build_command(args: argparse.Namespace) -> int:
+    attrs = read_attrs()
+    problems = check_arguments(attrs)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        raise UserError(f"image {attrs.get('imageName')}: {len(problems)} problem(s) in its arguments")
+    out = Path(attrs["outputs"]["out"])
+    conf = image_conf(attrs, out)
+    out.write_text(stream_script(attrs["python"], attrs["source"], conf))
+    out.chmod(0o555)
+    print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
+    return 0
+
+
+def read_attrs() -> dict[str, Any]:
+    file = os.environ.get("NIX_ATTRS_JSON_FILE") or os.path.join(
+        os.environ.get("NIX_BUILD_TOP", "."), ".attrs.json"
+    )
+    try:
+        with open(file) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"cannot read the derivation's attributes ({file}): {err}; run inside a Nix build"
+        ) from None
+
+
+def check_arguments(attrs: dict[str, Any]) -> list[str]:
+    problems = validate_config(attrs.get("config") or None)
+    architecture = attrs.get("architecture") or "amd64"
+    problems += validate_platform(architecture)
+    problems += validate_timestamp("created", attrs.get("created"))
+    problems += validate_timestamp("mtime", attrs.get("mtime"))
+    max_layers = attrs.get("maxLayers")
+    if not isinstance(max_layers, int) or not 2 <= max_layers <= DOCKER_MAX_LAYERS:
+        problems.append(
+            f"maxLayers: {max_layers!r} is out of range; it counts every layer, the customisation layer"
+            f" included, so it must be at least 2, and Docker refuses images of more than {DOCKER_MAX_LAYERS}"
+        )
+    return problems
+
+
+def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
+    graph = build_graph(attrs["closure"])
+    store_layers: list[list[str]] = []
+    if attrs.get("includeStorePaths", True):
+        budget = attrs["maxLayers"] - 1  # the top layer holds the contents' links
+        store_layers = compute_layers(
+            graph, attrs.get("layering", "popularity"), budget, [attrs["configFile"]]
+        )
+    tag = attrs.get("imageTag") or out.name[:32]
+    return {
+        "config": attrs.get("config") or None,
+        "architecture": attrs.get("architecture") or "amd64",
+        "store_dir": os.path.dirname(attrs["configFile"]),
+        "from_image": None,
+        "store_layers": store_layers,
+        "customisation_layer": None,
+        "links": contents_links(attrs.get("contentPaths") or []),
+        "repo_tag": f"{attrs['imageName']}:{tag}",
+        "created": attrs.get("created"),
+        "mtime": attrs.get("mtime"),
+        "uid": attrs.get("uid", 0),
+        "gid": attrs.get("gid", 0),
+        "uname": attrs.get("uname", "root"),
+        "gname": attrs.get("gname", "root"),
+    }
+
+
+def contents_links(contents: list[str]) -> dict[str, str]:
+    """`contents` merged into `/` as symlinkJoin would: directories become directories,
+    everything else a symlink to the store; the first path to claim a name keeps it."""
+    links: dict[str, str] = {}
+    directories: set[str] = set()
+    for content in contents:
+        for root, dirs, files in os.walk(content):
+            relative = os.path.relpath(root, content)
+            base = "" if relative == "." else "/" + relative
+            for name in sorted(dirs):
+                path = os.path.join(root, name)
+                if os.path.islink(path):
+                    links.setdefault(f"{base}/{name}", path)
+                else:
+                    directories.add(f"{base}/{name}")
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+            for name in sorted(files):
+                links.setdefault(f"{base}/{name}", os.path.join(root, name))
+    return {path: target for path, target in sorted(links.items()) if path not in directories}
+
+
+def stream_script(python: str, source: str, conf: dict[str, Any]) -> str:
+    """The executable `$out`: `./result | docker load`, or `./result -o image.tar`."""
+    return f"""#!{python}/bin/python3
+# Streams the docker-archive of {conf["repo_tag"]} to stdout. Made by layered-image.
+# usage: {{this script}} [-o FILE] [-t NAME:TAG] [-q]
+import sys
+
+sys.path.insert(0, {source!r})
+from layered_image.stream import stream_script_main
+
+CONF = {json.dumps(conf, indent=1)!r}
+sys.exit(stream_script_main(CONF, sys.argv[1:]))
+"""
+
+
+def write_attr_command(args: argparse.Namespace) -> int:
+    """`$out` = the JSON of one structured attribute (the image config's store file)."""
+    attrs = read_attrs()
+    Path(attrs["outputs"]["out"]).write_text(json.dumps(attrs.get(args.name), sort_keys=True))
+    return 0
+
+
+def write_launcher_command(args: argparse.Namespace) -> int:
+    """`$out/bin/layered-image`: the command line, for `packages.default`."""
+    attrs = read_attrs()
+    launcher = Path(attrs["outputs"]["out"]) / "bin" / "layered-image"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(
+        f"#!{attrs['python']}/bin/python3\nimport sys\n\nsys.path.insert(0, {attrs['source']!r})\n"
+        "from layered_image.cli import main\n\nsys.exit(main())\n"
+    )
+    launcher.chmod(0o555)
+    return 0

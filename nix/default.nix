@@ -1,0 +1,75 @@
+# streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
+# `pkgs.callPackage ./nix { }` works; it uses builtins and only these pkgs attributes:
+#   python3 (and its withPackages)
+{ python3 }:
+let
+  python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ]);
+  inherit (python) system;
+
+  # The Python package alone in a store path, importable from there.
+  root = toString ./..;
+  inPackage = path:
+    let relative = builtins.substring (builtins.stringLength root) 4096 (toString path);
+    in relative == "/layered_image"
+      || (builtins.substring 0 15 relative == "/layered_image/" && builtins.match ".*__pycache__.*" relative == null);
+  source = builtins.path { path = ./..; name = "layered-image-source"; filter = path: _: inPackage path; };
+
+  # A derivation whose builder is the store's Python running this package's command line.
+  runLayeredImage = name: command: attrs: derivation ({
+    inherit name system;
+    builder = "${python}/bin/python3";
+    args = [ "-c" "import sys; sys.path.insert(0, sys.argv[1]); from layered_image.cli import main; sys.exit(main(sys.argv[2:]))" "${source}" ] ++ command;
+    __structuredAttrs = true;
+  } // attrs);
+
+  lastPart = name: let parts = builtins.split "/" name; in builtins.elemAt parts (builtins.length parts - 1);
+
+  streamLayeredImage =
+    { name
+    , tag ? null
+    , contents ? [ ]
+    , config ? { }
+    , architecture ? null
+    , created ? "1970-01-01T00:00:01Z"
+    , mtime ? "1970-01-01T00:00:01Z"
+    , uid ? 0
+    , gid ? 0
+    , uname ? "root"
+    , gname ? "root"
+    , maxLayers ? 100
+    , includeStorePaths ? true
+    , layering ? "popularity"
+    , passthru ? { }
+    , meta ? { }
+    , debug ? false
+    }:
+    let
+      contentList = if builtins.isList contents then contents else [ contents ];
+      # The config in a store file of its own, so that the store paths it names (Cmd, ...)
+      # are in the closure; the file itself is left out of the layers.
+      configFile = runLayeredImage "${lastPart name}-config.json" [ "write-attr" "imageConfig" ] {
+        imageConfig = config;
+      };
+      image = runLayeredImage "stream-${lastPart name}" [ "build" ] {
+        exportReferencesGraph.closure = contentList ++ [ configFile ];
+        imageName = name;
+        imageTag = tag;
+        inherit config architecture created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
+        contentPaths = map toString contentList;
+        configFile = "${configFile}";
+        python = "${python}";
+        source = "${source}";
+      };
+    in
+    image // passthru // {
+      imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
+      inherit meta;
+      isExe = true;
+    };
+
+  # The command line as a package: bin/layered-image.
+  cli = runLayeredImage "layered-image" [ "write-launcher" ] { python = "${python}"; source = "${source}"; };
+in
+{
+  inherit streamLayeredImage cli;
+}

@@ -1,0 +1,163 @@
+"""The Nix functions for real: a flake outside the repo takes this flake (nixpkgs
+overridden with tests/nixpkgs-shim), calls lib.x86_64-linux.streamLayeredImage with each
+argument in turn, builds with `nix build`, loads with `docker load`, and checks what a
+user would look at with `docker inspect` and `docker run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+REPO = Path(__file__).resolve().parent.parent
+SHIM = REPO / "tests" / "nixpkgs-shim"
+NIX_CONFIG = "experimental-features = nix-command flakes\nsubstituters ="
+
+BASE = """{ name = "li-test/base"; tag = "v1"; contents = [ pkgs.busybox ];
+           config.Cmd = [ "/bin/sh" "-c" "echo ok" ]; }"""
+
+IMAGES = """
+  base = li.streamLayeredImage base;
+  configured = li.streamLayeredImage (base // { name = "li-test/configured"; config = {
+    Cmd = [ "/bin/sh" "-c" "echo $GREETING; pwd" ]; Env = [ "GREETING=hi" "PATH=/bin" ];
+    WorkingDir = "/srv"; Labels."org.example.kind" = "test"; User = "0:0"; }; });
+  untagged = li.streamLayeredImage (base // { name = "li-test/untagged"; tag = null; });
+  dated = li.streamLayeredImage (base // { name = "li-test/dated"; created = "now";
+    mtime = "2001-02-03T04:05:06Z"; uid = 1234; gid = 567; uname = "alice"; gname = "staff";
+    config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g %Y' ${pkgs.busybox}/bin/busybox" ]; });
+  arm = li.streamLayeredImage (base // { name = "li-test/arm"; architecture = "arm64"; });
+  twoLayers = li.streamLayeredImage (base // { name = "li-test/two"; maxLayers = 2; });
+  noStore = li.streamLayeredImage (base // { name = "li-test/nostore"; includeStorePaths = false; });
+  auto = li.streamLayeredImage (base // { name = "li-test/auto"; layering = "auto"; });
+  extras = li.streamLayeredImage (base // { name = "li-test/extras"; passthru.flavour = "vanilla";
+    meta.description = "an image with passthru and meta"; });
+  typo = li.streamLayeredImage (base // { name = "li-test/typo"; config = { Entrypiont = [ "/bin/sh" ]; }; });
+  tooFewLayers = li.streamLayeredImage (base // { name = "li-test/few"; maxLayers = 1; });
+"""
+
+FLAKE = """{
+  inputs.nixpkgs.url = "path:%(shim)s";
+  inputs.layered-image.url = "git+file://%(repo)s";
+  inputs.layered-image.inputs.nixpkgs.follows = "nixpkgs";
+  outputs = { self, nixpkgs, layered-image }:
+    let
+      pkgs = nixpkgs.legacyPackages.x86_64-linux;
+      li = layered-image.lib.x86_64-linux;
+      base = %(base)s;
+    in { packages.x86_64-linux = { %(images)s }; };
+}
+"""
+
+
+def nix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"NIX_CONFIG": NIX_CONFIG}
+    return subprocess.run(["nix", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def user_flake(tmp_path_factory) -> Path:
+    need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
+    need(Path("/usr/bin/python3").exists(), "Debian's python3 with python3-networkx and python3-jsonschema")
+    folder = tmp_path_factory.mktemp("user-flake")
+    flake = FLAKE % {"shim": SHIM, "repo": REPO, "base": BASE, "images": IMAGES}
+    (folder / "flake.nix").write_text(flake)
+    return folder
+
+
+def build(flake: Path, attr: str) -> subprocess.CompletedProcess:
+    return nix("build", f".#{attr}", "--no-write-lock-file", "-o", f"result-{attr}", cwd=flake)
+
+
+def load(flake: Path, attr: str) -> str:
+    built = build(flake, attr)
+    assert built.returncode == 0, built.stderr
+    stream = subprocess.Popen([str(flake / f"result-{attr}"), "-q"], stdout=subprocess.PIPE)
+    loaded = subprocess.run(["docker", "load"], stdin=stream.stdout, capture_output=True, text=True)
+    assert stream.wait() == 0 and loaded.returncode == 0, loaded.stderr
+    return loaded.stdout.split("Loaded image: ")[1].strip()
+
+
+def inspect(tag: str) -> dict:
+    return json.loads(subprocess.run(["docker", "inspect", tag], capture_output=True, check=True).stdout)[0]
+
+
+def run(tag: str) -> str:
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", tag], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_name_tag_contents_and_config(user_flake, docker_host):
+    tag = load(user_flake, "configured")
+    assert tag == "li-test/configured:v1"
+    info = inspect(tag)
+    assert info["Config"]["Env"] == ["GREETING=hi", "PATH=/bin"]
+    assert info["Config"]["WorkingDir"] == "/srv"
+    assert info["Config"]["Labels"] == {"org.example.kind": "test"}
+    assert info["Architecture"] == "amd64" and info["Created"] == "1970-01-01T00:00:01Z"
+    assert run(tag).splitlines() == ["hi", "/srv"]  # /bin/sh comes from contents
+
+
+def test_tag_null_is_derived_and_exposed_as_image_tag(user_flake, docker_host):
+    evaluated = nix("eval", "--raw", ".#untagged.imageTag", "--no-write-lock-file", cwd=user_flake)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert len(evaluated.stdout) == 32
+    assert load(user_flake, "untagged") == f"li-test/untagged:{evaluated.stdout}"
+
+
+def test_created_mtime_and_owner(user_flake, docker_host):
+    tag = load(user_flake, "dated")
+    assert inspect(tag)["Created"] > "2026"
+    assert run(tag).split() == ["1234", "567", "981173106"]  # 2001-02-03T04:05:06Z
+
+
+def test_architecture(user_flake, docker_host):
+    assert inspect(load(user_flake, "arm"))["Architecture"] == "arm64"
+
+
+def test_max_layers_counts_the_top_layer(user_flake, docker_host):
+    assert len(inspect(load(user_flake, "twoLayers"))["RootFS"]["Layers"]) == 2
+    assert len(inspect(load(user_flake, "base"))["RootFS"]["Layers"]) == 2  # busybox + contents
+
+
+def test_include_store_paths_false_leaves_only_the_top_layer(user_flake, docker_host):
+    assert len(inspect(load(user_flake, "noStore"))["RootFS"]["Layers"]) == 1
+
+
+def test_layering_strategy_auto(user_flake, docker_host):
+    assert run(load(user_flake, "auto")).strip() == "ok"
+
+
+def test_passthru_and_meta(user_flake):
+    for expression, expected in ((".#extras.flavour", "vanilla"), (".#extras.meta.description", "an image")):
+        evaluated = nix("eval", "--raw", expression, "--no-write-lock-file", cwd=user_flake)
+        assert evaluated.returncode == 0 and evaluated.stdout.startswith(expected), evaluated.stderr
+    evaluated = nix("eval", "--json", ".#extras.isExe", "--no-write-lock-file", cwd=user_flake)
+    assert evaluated.stdout.strip() == "true"
+
+
+def test_a_config_typo_fails_the_build_naming_it(user_flake):
+    built = build(user_flake, "typo")
+    assert built.returncode != 0
+    assert "config.Entrypiont: unknown key (did you mean 'Entrypoint'?)" in built.stderr
+
+
+def test_max_layers_below_two_fails_with_an_explanation(user_flake):
+    built = build(user_flake, "tooFewLayers")
+    assert built.returncode != 0 and "maxLayers: 1 is out of range" in built.stderr
+
+
+def test_the_flake_packages_the_command_line(tmp_path):
+    need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
+    override = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
+    built = nix("build", f"git+file://{REPO}#default", *override, "-o", str(tmp_path / "cli"), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    version = subprocess.run([tmp_path / "cli" / "bin" / "layered-image", "--version"], capture_output=True)
+    assert version.returncode == 0 and version.stdout.startswith(b"layered-image ")
