@@ -10,12 +10,17 @@ names appears in the script's text, so Nix's reference scanning keeps them alive
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
+import shutil
+import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from layered_image.archive.base_image import open_base_image
 from layered_image.config import validate_config, validate_platform, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import build_graph
@@ -80,7 +85,7 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
         "config": attrs.get("config") or None,
         "architecture": attrs.get("architecture") or "amd64",
         "store_dir": os.path.dirname(attrs["configFile"]),
-        "from_image": None,
+        "from_image": attrs.get("fromImage"),
         "store_layers": store_layers,
         "customisation_layer": None,
         "links": contents_links(attrs.get("contentPaths") or []),
@@ -92,6 +97,13 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
         "uname": attrs.get("uname", "root"),
         "gname": attrs.get("gname", "root"),
     }
+
+
+def base_layer_count(from_image: str | None) -> int:
+    if not from_image:
+        return 0
+    with ExitStack() as resources:
+        return len(open_base_image(Path(from_image), None, resources).layers)
 
 
 def contents_links(contents: list[str]) -> dict[str, str]:
@@ -147,4 +159,29 @@ def write_launcher_command(args: argparse.Namespace) -> int:
         "from layered_image.cli import main\n\nsys.exit(main())\n"
     )
     launcher.chmod(0o555)
+    return 0
+
+
+def write_image_command(args: argparse.Namespace) -> int:
+    """buildLayeredImage: run the stream script into `$out`, compressed as asked."""
+    attrs = read_attrs()
+    out = Path(attrs["outputs"]["out"])
+    compressor = attrs.get("compressor")
+    if compressor not in ("gz", "zstd", "none"):
+        raise UserError(f'compressor: {compressor!r} is not one of "gz", "zstd", "none"')
+    plain = Path("image.tar").absolute()
+    subprocess.run([attrs["streamScript"], "-q", "-o", str(plain)], check=True)
+    if compressor == "none":
+        shutil.move(plain, out)
+    elif compressor == "gz":  # no file name, no mtime: the same bytes every time
+        with (
+            open(plain, "rb") as source,
+            open(out, "wb") as target,
+            gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=target, mtime=0) as packed,
+        ):
+            shutil.copyfileobj(source, packed, 1 << 20)
+    else:
+        subprocess.run(
+            [f"{attrs['zstd']}/bin/zstd", "-q", "-T1", "-3", "-o", str(out), str(plain)], check=True
+        )
     return 0

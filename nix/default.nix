@@ -1,7 +1,7 @@
 # streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
 # `pkgs.callPackage ./nix { }` works; it uses builtins and only these pkgs attributes:
-#   python3 (and its withPackages)
-{ python3 }:
+#   python3 (and its withPackages), zstd
+{ python3, zstd }:
 let
   python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ]);
   inherit (python) system;
@@ -27,6 +27,7 @@ let
   streamLayeredImage =
     { name
     , tag ? null
+    , fromImage ? null
     , contents ? [ ]
     , config ? { }
     , architecture ? null
@@ -54,6 +55,7 @@ let
         exportReferencesGraph.closure = contentList ++ [ configFile ];
         imageName = name;
         imageTag = tag;
+        fromImage = if fromImage == null then null else "${fromImage}";
         inherit config architecture created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
         contentPaths = map toString contentList;
         configFile = "${configFile}";
@@ -67,9 +69,20 @@ let
       isExe = true;
     };
 
+  # The same image as a docker-archive tarball in the store: `docker load < result`.
+  buildLayeredImage = { compressor ? "gz", ... }@args:
+    let stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" ]);
+    in runLayeredImage "${lastPart args.name}.tar${extension compressor}" [ "write-image" ] {
+      streamScript = "${stream}";
+      inherit compressor;
+      zstd = "${zstd}";
+    } // { inherit (stream) imageTag; passthru = args.passthru or { }; meta = args.meta or { }; };
+
+  extension = compressor: { gz = ".gz"; zstd = ".zst"; none = ""; }.${compressor} or "";
+
   # The command line as a package: bin/layered-image.
   cli = runLayeredImage "layered-image" [ "write-launcher" ] { python = "${python}"; source = "${source}"; };
 in
 {
-  inherit streamLayeredImage cli;
+  inherit streamLayeredImage buildLayeredImage cli;
 }

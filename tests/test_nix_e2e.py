@@ -22,22 +22,32 @@ BASE = """{ name = "li-test/base"; tag = "v1"; contents = [ pkgs.busybox ];
            config.Cmd = [ "/bin/sh" "-c" "echo ok" ]; }"""
 
 IMAGES = """
-  base = li.streamLayeredImage base;
-  configured = li.streamLayeredImage (base // { name = "li-test/configured"; config = {
+  base = li.streamLayeredImage common;
+  configured = li.streamLayeredImage (common // { name = "li-test/configured"; config = {
     Cmd = [ "/bin/sh" "-c" "echo $GREETING; pwd" ]; Env = [ "GREETING=hi" "PATH=/bin" ];
     WorkingDir = "/srv"; Labels."org.example.kind" = "test"; User = "0:0"; }; });
-  untagged = li.streamLayeredImage (base // { name = "li-test/untagged"; tag = null; });
-  dated = li.streamLayeredImage (base // { name = "li-test/dated"; created = "now";
+  untagged = li.streamLayeredImage (common // { name = "li-test/untagged"; tag = null; });
+  dated = li.streamLayeredImage (common // { name = "li-test/dated"; created = "now";
     mtime = "2001-02-03T04:05:06Z"; uid = 1234; gid = 567; uname = "alice"; gname = "staff";
     config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g %Y' ${pkgs.busybox}/bin/busybox" ]; });
-  arm = li.streamLayeredImage (base // { name = "li-test/arm"; architecture = "arm64"; });
-  twoLayers = li.streamLayeredImage (base // { name = "li-test/two"; maxLayers = 2; });
-  noStore = li.streamLayeredImage (base // { name = "li-test/nostore"; includeStorePaths = false; });
-  auto = li.streamLayeredImage (base // { name = "li-test/auto"; layering = "auto"; });
-  extras = li.streamLayeredImage (base // { name = "li-test/extras"; passthru.flavour = "vanilla";
+  arm = li.streamLayeredImage (common // { name = "li-test/arm"; architecture = "arm64"; });
+  twoLayers = li.streamLayeredImage (common // { name = "li-test/two"; maxLayers = 2; });
+  noStore = li.streamLayeredImage (common // { name = "li-test/nostore"; includeStorePaths = false; });
+  auto = li.streamLayeredImage (common // { name = "li-test/auto"; layering = "auto"; });
+  extras = li.streamLayeredImage (common // { name = "li-test/extras"; passthru.flavour = "vanilla";
     meta.description = "an image with passthru and meta"; });
-  typo = li.streamLayeredImage (base // { name = "li-test/typo"; config = { Entrypiont = [ "/bin/sh" ]; }; });
-  tooFewLayers = li.streamLayeredImage (base // { name = "li-test/few"; maxLayers = 1; });
+  tarGz = li.buildLayeredImage (common // { name = "li-test/targz"; });
+  tarZstd = li.buildLayeredImage (common // { name = "li-test/tarzstd"; compressor = "zstd"; });
+  tarPlain = li.buildLayeredImage (common // { name = "li-test/tarplain"; compressor = "none"; });
+  baseImage = li.buildLayeredImage (common // { name = "li-test/base-image"; config = {
+    Env = [ "PATH=/bin" "FROM_BASE=1" "SHARED=base" ];
+    Cmd = [ "/bin/sh" "-c" "echo $FROM_BASE $SHARED $MINE" ];
+    WorkingDir = "/base"; User = "0"; ExposedPorts."80/tcp" = { }; Labels.from = "base"; }; });
+  derived = li.streamLayeredImage { name = "li-test/derived"; tag = "v1"; fromImage = baseImage;
+    contents = [ ]; config = { Env = [ "SHARED=mine" "MINE=2" ]; Labels.own = "yes"; }; };
+  typo = li.streamLayeredImage (common // { name = "li-test/typo";
+    config = { Entrypiont = [ "/bin/sh" ]; }; });
+  tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
 """
 
 FLAKE = """{
@@ -48,8 +58,8 @@ FLAKE = """{
     let
       pkgs = nixpkgs.legacyPackages.x86_64-linux;
       li = layered-image.lib.x86_64-linux;
-      base = %(base)s;
-    in { packages.x86_64-linux = { %(images)s }; };
+      common = %(base)s;
+    in { packages.x86_64-linux = rec { %(images)s }; };
 }
 """
 
@@ -161,3 +171,43 @@ def test_the_flake_packages_the_command_line(tmp_path):
     assert built.returncode == 0, built.stderr
     version = subprocess.run([tmp_path / "cli" / "bin" / "layered-image", "--version"], capture_output=True)
     assert version.returncode == 0 and version.stdout.startswith(b"layered-image ")
+
+
+@pytest.mark.parametrize(
+    ("attr", "magic"), [("tarGz", b"\x1f\x8b"), ("tarZstd", b"\x28\xb5\x2f\xfd"), ("tarPlain", None)]
+)
+def test_build_layered_image_with_each_compressor(user_flake, docker_host, attr, magic):
+    built = build(user_flake, attr)
+    assert built.returncode == 0, built.stderr
+    tarball = (user_flake / f"result-{attr}").read_bytes()
+    if magic:
+        assert tarball.startswith(magic)
+    else:
+        assert tarball[257:262] == b"ustar"
+    if attr == "tarZstd":  # Docker 20.10 (Debian 12) cannot read zstd; 23+ can
+        tarball = subprocess.run(["zstd", "-dc"], input=tarball, capture_output=True, check=True).stdout
+    loaded = subprocess.run(["docker", "load"], input=tarball, capture_output=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert run(loaded.stdout.decode().split("Loaded image: ")[1].strip()).strip() == "ok"
+
+
+def test_from_image_layers_below_and_config_inherited(user_flake, docker_host):
+    tag = load(user_flake, "derived")
+    info = inspect(tag)
+    base = inspect(load_tarball(user_flake, "baseImage"))
+    assert info["RootFS"]["Layers"][: len(base["RootFS"]["Layers"])] == base["RootFS"]["Layers"]
+    config = info["Config"]
+    assert config["Env"] == ["PATH=/bin", "FROM_BASE=1", "SHARED=mine", "MINE=2"]
+    assert config["Cmd"] == ["/bin/sh", "-c", "echo $FROM_BASE $SHARED $MINE"]
+    assert config["WorkingDir"] == "/base" and config["User"] == "0"
+    assert config["ExposedPorts"] == {"80/tcp": {}}
+    assert config["Labels"] == {"own": "yes"}  # Labels is replaced whole, as Docker does
+    assert run(tag).strip() == "1 mine 2"
+
+
+def load_tarball(flake: Path, attr: str) -> str:
+    assert build(flake, attr).returncode == 0
+    loaded = subprocess.run(
+        ["docker", "load", "-i", str(flake / f"result-{attr}")], capture_output=True, text=True
+    )
+    return loaded.stdout.split("Loaded image: ")[1].strip()

@@ -2,7 +2,7 @@
   # Stands in for nixpkgs in offline tests: exactly the attributes nix/ uses (see
   # nix/default.nix), made from the host's tools. Derivations run /bin/sh with absolute
   # paths, so they need Nix's sandbox off (Debian's default) and the host packages
-  # python3-networkx, python3-jsonschema and busybox-static.
+  # python3-networkx, python3-jsonschema, zstd and busybox-static.
   description = "offline stand-in for the nixpkgs attributes layered-image uses";
 
   outputs = { self }:
@@ -20,6 +20,7 @@
       legacyPackages.${system} = {
         # Debian's python3 with python3-networkx and python3-jsonschema installed.
         python3 = python3 // { withPackages = _: python3; };
+        zstd = hostTool "zstd-host" "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/zstd $out/bin/zstd";
         busybox = hostTool "busybox-static" ''
           /bin/mkdir -p $out/bin && /bin/cp /bin/busybox $out/bin/busybox && /bin/ln -s busybox $out/bin/sh
         '';
