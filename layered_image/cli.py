@@ -47,6 +47,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "write-attr": nix_build.write_attr_command,
         "write-launcher": nix_build.write_launcher_command,
         "write-image": nix_build.write_image_command,
+        "customise": nix_build.customise_command,
     }
     return commands[args.command](args)
 
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     launcher.set_defaults(run=cmd_build)
     image = sub.add_parser("write-image", help="(inside Nix builds) stream the image into $out, compressed")
     image.set_defaults(run=cmd_build)
+    customise = sub.add_parser("customise", help="(inside Nix builds) make the customisation layer")
+    customise.set_defaults(run=cmd_build)
     return parser
 
 

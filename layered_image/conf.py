@@ -4,7 +4,7 @@ stream_layered_image.py reads, so a conf nixpkgs produced streams unchanged."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,6 @@ class StreamConf:
     owner: Owner
     from_image: Path | None = None
     variant: str | None = None
-    links: dict[str, str] = field(default_factory=dict)  # image path -> symlink target
 
 
 def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
@@ -68,7 +67,6 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     problems += _check_store_layers(layers, store_dir)
     owner_problems, owner = _owner(raw)
     problems += owner_problems
-    problems += _check_links(raw.get("links"))
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ConfError(f"{source}: {shown}")
@@ -85,7 +83,6 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
         repo_tag=tag,
         created=created,
         owner=Owner(mtime=mtime, **owner),
-        links=raw.get("links") or {},
     )
 
 
@@ -103,15 +100,6 @@ def _check_store_layers(layers: Any, store_dir: Any) -> list[str]:
                 return [f"store_layers[{number}]: {path} is in more than one layer"]
             seen.add(path)
     return []
-
-
-def _check_links(links: Any) -> list[str]:
-    if links is None:
-        return []
-    if not isinstance(links, dict) or not all(isinstance(v, str) for v in links.values()):
-        return ['links: must be an object of "/path/in/image": "/symlink/target"']
-    bad = [path for path in links if not path.startswith("/") or ".." in path.split("/") or path == "/"]
-    return [f"links: {bad[0]!r} is not an absolute path in the image"] if bad else []
 
 
 def _owner(raw: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from layered_image.archive.base_image import open_base_image
+from layered_image.archive.layer_source import sha256_file
+from layered_image.archive.tree_layer import write_tree_layer
+from layered_image.conf import now, parse_time
 from layered_image.config import validate_config, validate_platform, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import build_graph
@@ -75,11 +78,15 @@ def check_arguments(attrs: dict[str, Any]) -> list[str]:
 def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
     graph = build_graph(attrs["closure"])
     store_layers: list[list[str]] = []
-    if attrs.get("includeStorePaths", True):
-        budget = attrs["maxLayers"] - 1  # the top layer holds the contents' links
-        store_layers = compute_layers(
-            graph, attrs.get("layering", "popularity"), budget, [attrs["configFile"]]
+    budget = attrs["maxLayers"] - 1 - base_layer_count(attrs.get("fromImage"))  # 1: the customisation layer
+    if budget < 1:
+        raise UserError(
+            f"maxLayers {attrs['maxLayers']} leaves no room for store layers above fromImage's layers;"
+            " raise maxLayers or flatten the base image"
         )
+    if attrs.get("includeStorePaths", True):
+        helpers = [attrs["configFile"], attrs["customisation"]]  # in the closure, not in the image
+        store_layers = compute_layers(graph, attrs.get("layering", "popularity"), budget, helpers)
     tag = attrs.get("imageTag") or out.name[:32]
     return {
         "config": attrs.get("config") or None,
@@ -87,8 +94,7 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
         "store_dir": os.path.dirname(attrs["configFile"]),
         "from_image": attrs.get("fromImage"),
         "store_layers": store_layers,
-        "customisation_layer": None,
-        "links": contents_links(attrs.get("contentPaths") or []),
+        "customisation_layer": attrs["customisation"],
         "repo_tag": f"{attrs['imageName']}:{tag}",
         "created": attrs.get("created"),
         "mtime": attrs.get("mtime"),
@@ -185,3 +191,45 @@ def write_image_command(args: argparse.Namespace) -> int:
             [f"{attrs['zstd']}/bin/zstd", "-q", "-T1", "-3", "-o", str(out), str(plain)], check=True
         )
     return 0
+
+
+def customise_command(args: argparse.Namespace) -> int:
+    """The customisation layer (runs under fakeroot): `contents` linked into a root,
+    extraCommands run in it, fakeRootCommands too (inside it with enableFakechroot),
+    then the tree as `$out/layer.tar` with the owners fakeroot recorded, and its checksum."""
+    attrs = read_attrs()
+    out = Path(attrs["outputs"]["out"])
+    out.mkdir()
+    root = Path("root").absolute()
+    root.mkdir()
+    link_contents(root, contents_links(attrs.get("contentPaths") or []))
+    # fakeroot works through LD_PRELOAD and FAKEROOTKEY: keep the environment, set PATH
+    env = os.environ | {
+        "PATH": attrs["path"],
+        "HOME": "/homeless-shelter",
+        "out": str(out),
+        "TMPDIR": os.getcwd(),
+    }
+    for commands, chroot in ((attrs.get("extraCommands"), False), (attrs.get("fakeRootCommands"), True)):
+        if commands:
+            run_commands(attrs, commands, root, env, chroot and attrs.get("enableFakechroot", False))
+    mtime = int((now() if attrs.get("mtime") == "now" else parse_time(attrs["mtime"])).timestamp())
+    write_tree_layer(root, out / "layer.tar", mtime)
+    (out / "checksum").write_text(sha256_file(out / "layer.tar"))
+    return 0
+
+
+def link_contents(root: Path, links: dict[str, str]) -> None:
+    for path, target in links.items():
+        place = root / path.lstrip("/")
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.symlink_to(target)
+
+
+def run_commands(attrs: dict[str, Any], commands: str, root: Path, env: dict[str, str], chroot: bool) -> None:
+    shell = [attrs["shell"], "-e", "-c", commands]
+    if chroot:  # the commands see the image root as /, with the store mounted in it
+        shell = [attrs["proot"], "-r", str(root), "-b", "/nix", "-w", "/", *shell]
+    result = subprocess.run(shell, cwd=root, env=env, check=False)
+    if result.returncode != 0:
+        raise UserError(f"the image's commands failed with status {result.returncode} (see above)")

@@ -11,7 +11,6 @@ from contextlib import ExitStack
 from layered_image.archive.base_image import inherit_config, open_base_image
 from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
 from layered_image.archive.layer_source import LayerSource, customisation_layer
-from layered_image.archive.links_layer import links_layer
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
@@ -78,8 +77,6 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
     layers += [store_layer_source(conf, paths) for paths in conf.store_layers]
     if conf.customisation_layer:
         layers.append(customisation_layer(conf.customisation_layer))
-    if conf.links:
-        layers.append(links_layer(conf.links, conf.owner.mtime))
     meta = ImageMeta(
         repo_tag=conf.repo_tag,
         architecture=conf.architecture,

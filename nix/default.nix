@@ -1,7 +1,7 @@
 # streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
 # `pkgs.callPackage ./nix { }` works; it uses builtins and only these pkgs attributes:
-#   python3 (and its withPackages), zstd
-{ python3, zstd }:
+#   python3 (and its withPackages), zstd, fakeroot, proot, bash, coreutils
+{ python3, zstd, fakeroot, proot, bash, coreutils }:
 let
   python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ]);
   inherit (python) system;
@@ -15,10 +15,11 @@ let
   source = builtins.path { path = ./..; name = "layered-image-source"; filter = path: _: inPackage path; };
 
   # A derivation whose builder is the store's Python running this package's command line.
+  pythonArgs = [ "${python}/bin/python3" "-c" "import sys; sys.path.insert(0, sys.argv[1]); from layered_image.cli import main; sys.exit(main(sys.argv[2:]))" "${source}" ];
   runLayeredImage = name: command: attrs: derivation ({
     inherit name system;
-    builder = "${python}/bin/python3";
-    args = [ "-c" "import sys; sys.path.insert(0, sys.argv[1]); from layered_image.cli import main; sys.exit(main(sys.argv[2:]))" "${source}" ] ++ command;
+    builder = builtins.head pythonArgs;
+    args = builtins.tail pythonArgs ++ command;
     __structuredAttrs = true;
   } // attrs);
 
@@ -39,6 +40,9 @@ let
     , gname ? "root"
     , maxLayers ? 100
     , includeStorePaths ? true
+    , extraCommands ? ""
+    , fakeRootCommands ? ""
+    , enableFakechroot ? false
     , layering ? "popularity"
     , passthru ? { }
     , meta ? { }
@@ -51,13 +55,24 @@ let
       configFile = runLayeredImage "${lastPart name}-config.json" [ "write-attr" "imageConfig" ] {
         imageConfig = config;
       };
+      # The top layer, a derivation of its own so that Nix finds the store paths its files
+      # name (and they go in the image). It runs under fakeroot, so chown sticks.
+      customisation = runLayeredImage "${lastPart name}-customisation-layer" [ ] {
+        builder = "${fakeroot}/bin/fakeroot";
+        args = [ "--" ] ++ pythonArgs ++ [ "customise" ];
+        contentPaths = map toString contentList;
+        inherit extraCommands fakeRootCommands enableFakechroot mtime;
+        shell = "${bash}/bin/sh";
+        path = "${coreutils}/bin:${bash}/bin";
+        proot = "${proot}/bin/proot";
+      };
       image = runLayeredImage "stream-${lastPart name}" [ "build" ] {
-        exportReferencesGraph.closure = contentList ++ [ configFile ];
+        exportReferencesGraph.closure = contentList ++ [ configFile customisation ];
+        customisation = "${customisation}";
         imageName = name;
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
         inherit config architecture created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
-        contentPaths = map toString contentList;
         configFile = "${configFile}";
         python = "${python}";
         source = "${source}";

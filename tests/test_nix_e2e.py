@@ -45,6 +45,15 @@ IMAGES = """
     WorkingDir = "/base"; User = "0"; ExposedPorts."80/tcp" = { }; Labels.from = "base"; }; });
   derived = li.streamLayeredImage { name = "li-test/derived"; tag = "v1"; fromImage = baseImage;
     contents = [ ]; config = { Env = [ "SHARED=mine" "MINE=2" ]; Labels.own = "yes"; }; };
+  extra = li.streamLayeredImage (common // { name = "li-test/extra";
+    extraCommands = "mkdir -p etc && echo made-by-extraCommands > etc/greeting && ln -s ${pkgs.zstd} zstd";
+    config.Cmd = [ "/bin/sh" "-c" "cat /etc/greeting; ls /nix/store | grep -c zstd-host" ]; });
+  fakeRoot = li.streamLayeredImage (common // { name = "li-test/fakeroot";
+    fakeRootCommands = "mkdir -p data && touch data/file && chown -R 1234:99 data";
+    config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g' /data /data/file" ]; });
+  chroot = li.streamLayeredImage (common // { name = "li-test/chroot"; enableFakechroot = true;
+    fakeRootCommands = "mkdir -p /at-root && echo hi > /at-root/file && chown 7 /at-root";
+    config.Cmd = [ "/bin/sh" "-c" "cat /at-root/file; stat -c %u /at-root" ]; });
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
@@ -211,3 +220,15 @@ def load_tarball(flake: Path, attr: str) -> str:
         ["docker", "load", "-i", str(flake / f"result-{attr}")], capture_output=True, text=True
     )
     return loaded.stdout.split("Loaded image: ")[1].strip()
+
+
+def test_extra_commands_make_files_and_their_store_paths_join_the_image(user_flake, docker_host):
+    assert run(load(user_flake, "extra")).split() == ["made-by-extraCommands", "1"]
+
+
+def test_fake_root_commands_set_owners_that_stick(user_flake, docker_host):
+    assert run(load(user_flake, "fakeRoot")).split() == ["1234", "99", "1234", "99"]
+
+
+def test_enable_fakechroot_runs_commands_with_the_image_root_as_slash(user_flake, docker_host):
+    assert run(load(user_flake, "chroot")).split() == ["hi", "7"]

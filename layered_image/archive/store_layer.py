@@ -98,7 +98,7 @@ def members(paths: list[str], store_dir: str, owner: Owner) -> Iterator[tuple[Me
     for directory in _parents(store_dir):
         yield Member(name=directory + b"/", kind=DIRECTORY, mode=0o755, **common), b""
     for path in paths:
-        for source, info in _walk(os.fsencode(path)):
+        for source, info in walk(os.fsencode(path)):
             yield _member(source, info, common), source
 
 
@@ -108,7 +108,7 @@ def _parents(store_dir: str) -> list[bytes]:
     return [b"/" + b"/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+def walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
     """`root` and, for a directory, everything under it: pre-order, siblings sorted by name
     (as nixpkgs sorts pathlib paths), symlinks not followed."""
     try:
