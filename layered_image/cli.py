@@ -39,6 +39,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return stream_command(args)
 
 
+def cmd_from_paths(args: argparse.Namespace) -> int:
+    from layered_image.stream import from_paths_command
+
+    return from_paths_command(args)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from layered_image import nix_build
 
@@ -81,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("-t", "--tag", metavar="NAME:TAG", help="override the conf's repo_tag")
     stream.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     stream.set_defaults(run=cmd_stream)
+
+    from_paths = sub.add_parser("from-paths", help="stream an image of existing store paths (uses nix)")
+    from_paths.add_argument("paths", nargs="+", metavar="STOREPATH")
+    from_paths.add_argument("--config", metavar="FILE", help="JSON file with the image config")
+    from_paths.add_argument("-t", "--tag", metavar="NAME:TAG", help="default: NAME-OF-FIRST-PATH:latest")
+    from_paths.add_argument("--max-layers", type=int, default=100, metavar="N", help="layers (default 100)")
+    from_paths.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+    from_paths.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
+    from_paths.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    from_paths.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    from_paths.set_defaults(run=cmd_from_paths)
 
     build = sub.add_parser("build", help="(inside Nix builds) make the stream script from .attrs.json")
     build.set_defaults(run=cmd_build)

@@ -22,6 +22,25 @@ def stream_command(args: argparse.Namespace) -> int:
     return run_stream(load_conf(args.conf, args.tag), args.output, args.quiet)
 
 
+def from_paths_command(args: argparse.Namespace) -> int:
+    """An image of existing store paths, without writing any Nix."""
+    from layered_image.config import load_json_file
+    from layered_image.graph import build_graph
+    from layered_image.layering import compute_layers
+    from layered_image.nix import closure_graph
+
+    graph = build_graph(closure_graph(args.paths), args.store_dir)
+    layers = compute_layers(graph, args.strategy, args.max_layers)
+    name = os.path.basename(args.paths[0]).partition("-")[2].lower() or "image"
+    raw = {
+        "config": load_json_file(args.config, "config") if args.config else None,
+        "store_dir": args.store_dir,
+        "store_layers": layers,
+        "repo_tag": args.tag or f"{name}:latest",
+    }
+    return run_stream(parse_conf(raw, None, "from-paths"), args.output, args.quiet)
+
+
 def stream_script_main(conf_text: str, argv: list[str]) -> int:
     """What a Nix-built stream script runs: the conf is embedded in the script."""
     parser = argparse.ArgumentParser(description="Stream this image as a docker-archive.")

@@ -1,0 +1,55 @@
+"""Nix through subprocess: closures of existing store paths, builds, evaluations.
+
+Every failure is one line naming the nix command and what it said; a missing `nix`
+binary says how to get one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from layered_image.errors import UserError
+
+FEATURES = ["--extra-experimental-features", "nix-command flakes"]
+
+
+def run_nix(*args: str) -> str:
+    command = ["nix", *FEATURES, *args]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise UserError("nix is not installed or not on PATH (Debian: apt-get install nix-bin)") from None
+    if result.returncode != 0:
+        said = [line for line in result.stderr.splitlines() if line.strip() and "warning:" not in line]
+        raise UserError(f"nix {args[0]} failed: {said[-1].strip() if said else f'exit {result.returncode}'}")
+    return result.stdout
+
+
+def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
+    """exportReferencesGraph-style entries for the closure of `paths` (`nix path-info`)."""
+    info = json.loads(run_nix("path-info", "--json", "--recursive", *paths))
+    if isinstance(info, dict):  # Nix >= 2.19: an object keyed by path
+        info = [{"path": path, **(entry or {})} for path, entry in info.items()]
+    missing = [entry["path"] for entry in info if not entry.get("valid", True)]
+    if missing:
+        raise UserError(f"{missing[0]} is not a valid store path here; build or fetch it first")
+    return [
+        {
+            "path": entry["path"],
+            "references": entry.get("references", []),
+            "narSize": entry.get("narSize", 0),
+            "narHash": entry.get("narHash", ""),
+            "closureSize": entry.get("closureSize", 0),
+        }
+        for entry in info
+    ]
+
+
+def build(installable: str) -> list[str]:
+    return run_nix("build", "--no-link", "--print-out-paths", installable).split()
+
+
+def eval_json(installable: str) -> Any:
+    return json.loads(run_nix("eval", "--json", installable))
