@@ -213,6 +213,8 @@ def customise_command(args: argparse.Namespace) -> int:
     for commands, chroot in ((attrs.get("extraCommands"), False), (attrs.get("fakeRootCommands"), True)):
         if commands:
             run_commands(attrs, commands, root, env, chroot and attrs.get("enableFakechroot", False))
+    if attrs.get("includeNixDB"):
+        register_paths(attrs, root, env)
     mtime = int((now() if attrs.get("mtime") == "now" else parse_time(attrs["mtime"])).timestamp())
     write_tree_layer(root, out / "layer.tar", mtime)
     (out / "checksum").write_text(sha256_file(out / "layer.tar"))
@@ -233,3 +235,23 @@ def run_commands(attrs: dict[str, Any], commands: str, root: Path, env: dict[str
     result = subprocess.run(shell, cwd=root, env=env, check=False)
     if result.returncode != 0:
         raise UserError(f"the image's commands failed with status {result.returncode} (see above)")
+
+
+def register_paths(attrs: dict[str, Any], root: Path, env: dict[str, str]) -> None:
+    """includeNixDB: a Nix database in the image registering the contents' closure, and
+    GC roots for the contents, so that nix inside the container knows its store."""
+    registration = "".join(
+        f"{e['path']}\n{e['narHash']}\n{e['narSize']}\n\n{len(e['references'])}\n"
+        + "".join(f"{ref}\n" for ref in e["references"])
+        for e in attrs["dbClosure"]
+    )
+    store = {**env, "NIX_REMOTE": f"local?root={root}", "USER": "nobody"}
+    loaded = subprocess.run(
+        [f"{attrs['nix']}/bin/nix-store", "--load-db"], input=registration.encode(), env=store, check=False
+    )
+    if loaded.returncode != 0:
+        raise UserError(f"nix-store --load-db failed with status {loaded.returncode} (see above)")
+    roots = root / "nix" / "var" / "nix" / "gcroots" / "docker"
+    roots.mkdir(parents=True, exist_ok=True)
+    for path in attrs.get("contentPaths") or []:
+        (roots / os.path.basename(path)).symlink_to(path)

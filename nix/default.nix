@@ -1,7 +1,7 @@
 # streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
 # `pkgs.callPackage ./nix { }` works; it uses builtins and only these pkgs attributes:
-#   python3 (and its withPackages), zstd, fakeroot, proot, bash, coreutils
-{ python3, zstd, fakeroot, proot, bash, coreutils }:
+#   python3 (and its withPackages), zstd, fakeroot, proot, bash, coreutils, nix
+{ python3, zstd, fakeroot, proot, bash, coreutils, nix }:
 let
   python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ]);
   inherit (python) system;
@@ -43,6 +43,7 @@ let
     , extraCommands ? ""
     , fakeRootCommands ? ""
     , enableFakechroot ? false
+    , includeNixDB ? false
     , layering ? "popularity"
     , passthru ? { }
     , meta ? { }
@@ -61,7 +62,9 @@ let
         builder = "${fakeroot}/bin/fakeroot";
         args = [ "--" ] ++ pythonArgs ++ [ "customise" ];
         contentPaths = map toString contentList;
-        inherit extraCommands fakeRootCommands enableFakechroot mtime;
+        inherit extraCommands fakeRootCommands enableFakechroot includeNixDB mtime;
+        exportReferencesGraph.dbClosure = if includeNixDB then contentList else [ ];
+        nix = "${nix}";
         shell = "${bash}/bin/sh";
         path = "${coreutils}/bin:${bash}/bin";
         proot = "${proot}/bin/proot";

@@ -54,6 +54,8 @@ IMAGES = """
   chroot = li.streamLayeredImage (common // { name = "li-test/chroot"; enableFakechroot = true;
     fakeRootCommands = "mkdir -p /at-root && echo hi > /at-root/file && chown 7 /at-root";
     config.Cmd = [ "/bin/sh" "-c" "cat /at-root/file; stat -c %u /at-root" ]; });
+  nixDB = li.streamLayeredImage (common // { name = "li-test/nixdb"; includeNixDB = true; });
+  busybox = pkgs.busybox;
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
@@ -232,3 +234,21 @@ def test_fake_root_commands_set_owners_that_stick(user_flake, docker_host):
 
 def test_enable_fakechroot_runs_commands_with_the_image_root_as_slash(user_flake, docker_host):
     assert run(load(user_flake, "chroot")).split() == ["hi", "7"]
+
+
+def test_include_nix_db_registers_the_contents(user_flake, docker_host, tmp_path):
+    tag = load(user_flake, "nixDB")
+    container = subprocess.run(
+        ["docker", "create", tag], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (tmp_path / "nix" / "var" / "nix").mkdir(parents=True)
+    copy = ["docker", "cp", f"{container}:/nix/var/nix/db", str(tmp_path / "nix" / "var" / "nix")]
+    subprocess.run(copy, capture_output=True, check=True)
+    subprocess.run(["docker", "rm", container], capture_output=True)
+    evaluated = nix("eval", "--raw", ".#busybox.outPath", "--no-write-lock-file", cwd=user_flake)
+    assert evaluated.returncode == 0, evaluated.stderr
+    busybox = [evaluated.stdout]
+    query = nix("path-info", "--json", "--store", f"local?root={tmp_path}", *busybox, cwd=tmp_path)
+    assert query.returncode == 0, query.stderr
+    info = json.loads(query.stdout)
+    assert [entry["path"] for entry in info] == busybox and info[0]["narSize"] > 1_000_000

@@ -20,6 +20,7 @@
       legacyPackages.${system} = {
         # Debian's python3 with python3-networkx and python3-jsonschema installed.
         python3 = python3 // { withPackages = _: python3; };
+        nix = hostTool "nix-host" "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/nix-store $out/bin/nix-store";
         zstd = hostTool "zstd-host" "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/zstd $out/bin/zstd";
         # Debian's fakeroot is a script that needs coreutils on PATH.
         fakeroot = hostTool "fakeroot-host" ''
