@@ -44,6 +44,9 @@ def build_command(args: argparse.Namespace) -> int:
     out.write_text(stream_script(attrs["python"], attrs["source"], conf))
     out.chmod(0o555)
     print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
+    if attrs.get("debug"):
+        for number, paths in enumerate(conf["store_layers"], start=1):
+            print(f"layer {number}: {' '.join(paths)}", file=sys.stderr)
     return 0
 
 

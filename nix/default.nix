@@ -23,6 +23,12 @@ let
     __structuredAttrs = true;
   } // attrs);
 
+  # The host's GOARCH, the default architecture.
+  goarch = {
+    x86_64-linux = "amd64"; aarch64-linux = "arm64"; i686-linux = "386"; armv7l-linux = "arm";
+    powerpc64le-linux = "ppc64le"; riscv64-linux = "riscv64"; s390x-linux = "s390x";
+  }.${system} or "amd64";
+
   lastPart = name: let parts = builtins.split "/" name; in builtins.elemAt parts (builtins.length parts - 1);
 
   streamLayeredImage =
@@ -75,7 +81,8 @@ let
         imageName = name;
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
-        inherit config architecture created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
+        architecture = if architecture == null then goarch else architecture;
+        inherit config created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
         configFile = "${configFile}";
         python = "${python}";
         source = "${source}";

@@ -56,6 +56,10 @@ IMAGES = """
     config.Cmd = [ "/bin/sh" "-c" "cat /at-root/file; stat -c %u /at-root" ]; });
   nixDB = li.streamLayeredImage (common // { name = "li-test/nixdb"; includeNixDB = true; });
   busybox = pkgs.busybox;
+  viaOverlay = (layered-image.overlays.default pkgs pkgs).layeredImage.streamLayeredImage
+    (common // { name = "li-test/overlay"; });
+  viaCallPackage = (import "${layered-image}/nix" {
+    inherit (pkgs) python3 zstd fakeroot proot bash coreutils nix; }).streamLayeredImage (common // { name = "li-test/callpackage"; debug = true; });
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
@@ -252,3 +256,8 @@ def test_include_nix_db_registers_the_contents(user_flake, docker_host, tmp_path
     assert query.returncode == 0, query.stderr
     info = json.loads(query.stdout)
     assert [entry["path"] for entry in info] == busybox and info[0]["narSize"] > 1_000_000
+
+
+@pytest.mark.parametrize("attr", ["viaOverlay", "viaCallPackage"])
+def test_overlay_and_call_package_forms(user_flake, docker_host, attr):
+    assert run(load(user_flake, attr)).strip() == "ok"
