@@ -59,7 +59,8 @@ IMAGES = """
   viaOverlay = (layered-image.overlays.default pkgs pkgs).layeredImage.streamLayeredImage
     (common // { name = "li-test/overlay"; });
   viaCallPackage = (import "${layered-image}/nix" {
-    inherit (pkgs) python3 zstd fakeroot proot bash coreutils nix; }).streamLayeredImage (common // { name = "li-test/callpackage"; debug = true; });
+    inherit (pkgs) python3 zstd fakeroot proot bash coreutils nix; }).streamLayeredImage
+    (common // { name = "li-test/callpackage"; debug = true; });
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
