@@ -43,6 +43,8 @@ def build_command(args: argparse.Namespace) -> int:
     conf = image_conf(attrs, out)
     out.write_text(stream_script(attrs["python"], attrs["source"], conf))
     out.chmod(0o555)
+    if "conf" in attrs["outputs"]:  # passthru.conf: the conf, for `layered-image stream` or inspection
+        Path(attrs["outputs"]["conf"]).write_text(json.dumps(conf, indent=1))
     print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
     if attrs.get("debug"):
         for number, paths in enumerate(conf["store_layers"], start=1):

@@ -76,6 +76,7 @@ let
         proot = "${proot}/bin/proot";
       };
       image = runLayeredImage "stream-${lastPart name}" [ "build" ] {
+        outputs = [ "out" "conf" ];
         exportReferencesGraph.closure = contentList ++ [ configFile customisation ];
         customisation = "${customisation}";
         imageName = name;
@@ -89,6 +90,7 @@ let
       };
     in
     image // passthru // {
+      inherit (image) conf;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;

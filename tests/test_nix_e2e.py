@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ IMAGES = """
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
+  tooManyLayers = li.streamLayeredImage (common // { name = "li-test/many"; maxLayers = 126; });
 """
 
 FLAKE = """{
@@ -175,9 +177,31 @@ def test_a_config_typo_fails_the_build_naming_it(user_flake):
     assert "config.Entrypiont: unknown key (did you mean 'Entrypoint'?)" in built.stderr
 
 
-def test_max_layers_below_two_fails_with_an_explanation(user_flake):
-    built = build(user_flake, "tooFewLayers")
-    assert built.returncode != 0 and "maxLayers: 1 is out of range" in built.stderr
+@pytest.mark.parametrize(("attr", "value"), [("tooFewLayers", 1), ("tooManyLayers", 126)])
+def test_max_layers_out_of_range_fails_with_an_explanation(user_flake, attr, value):
+    built = build(user_flake, attr)
+    assert built.returncode != 0 and f"maxLayers: {value} is out of range" in built.stderr
+    assert "Docker refuses images of more than 125" in built.stderr
+
+
+def test_passthru_conf_is_the_conf_and_streams_with_the_command_line(user_flake, tmp_path):
+    built = nix("build", ".#base.conf", "--no-write-lock-file", "-o", str(tmp_path / "conf"), cwd=user_flake)
+    assert built.returncode == 0, built.stderr
+    link = next(tmp_path.glob("conf*"))  # nix names the link of a non-default output conf-conf
+    conf = json.loads(link.read_text())
+    assert conf["repo_tag"] == "li-test/base:v1" and len(conf["store_layers"]) == 1
+    command = [
+        sys.executable,
+        "-m",
+        "layered_image",
+        "stream",
+        str(link),
+        "-q",
+        "-o",
+        str(tmp_path / "i.tar"),
+    ]
+    streamed = subprocess.run(command, check=False)
+    assert streamed.returncode == 0
 
 
 def test_the_flake_packages_the_command_line(tmp_path):
