@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -113,9 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that temporary files are cleaned up."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args)
     except UserError as err:
@@ -124,3 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"layered-image {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"layered-image {args.command}: terminated", file=sys.stderr)
+        return 143

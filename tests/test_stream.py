@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,21 @@ def test_same_bytes_under_every_python_version(tmp_path, fake_store):
         )
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout == expected, python
+
+
+@pytest.mark.parametrize(("signal_number", "status"), [(2, 130), (15, 143)])
+def test_interrupt_and_terminate_stop_cleanly(tmp_path, fake_store, signal_number, status):
+    big = fake_store / "dddddddddddddddddddddddddddddddd-big"
+    big.write_bytes(os.urandom(8 << 20))
+    conf = make_conf(tmp_path, [[str(big)]], store_dir=str(fake_store))
+    # Nobody reads the pipe: the stream blocks once it is full, then gets the signal.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layered_image", "stream", str(conf), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(2)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == status
+    assert b"Traceback" not in stderr and stderr.decode().count("\n") == 1

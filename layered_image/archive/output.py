@@ -62,7 +62,12 @@ class Output:
     def __enter__(self) -> Output:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:  # failing: the writer may be stuck on a reader that left; let
+            self.error = self.error or BrokenPipeError()  # it drop the rest, do not wait for it
+            with contextlib.suppress(queue.Full):
+                self.queue.put_nowait(None)
+            return
         self.queue.put(None)
         self.thread.join()
 
