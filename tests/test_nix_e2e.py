@@ -286,3 +286,17 @@ def test_include_nix_db_registers_the_contents(user_flake, docker_host, tmp_path
 @pytest.mark.parametrize("attr", ["viaOverlay", "viaCallPackage"])
 def test_overlay_and_call_package_forms(user_flake, docker_host, attr):
     assert run(load(user_flake, attr)).strip() == "ok"
+
+
+def test_the_flake_checks_build_the_examples(tmp_path, docker_host):
+    need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
+    override = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
+    link = tmp_path / "example"
+    built = nix(
+        "build", f"git+file://{REPO}#checks.x86_64-linux.busybox", *override, "-o", str(link), cwd=tmp_path
+    )
+    assert built.returncode == 0, built.stderr
+    stream = subprocess.Popen([str(link), "-q"], stdout=subprocess.PIPE)
+    loaded = subprocess.run(["docker", "load"], stdin=stream.stdout, capture_output=True, text=True)
+    assert stream.wait() == 0 and loaded.returncode == 0, loaded.stderr
+    assert run("layered-image-example/busybox:latest").strip() == "hello from layered-image"
