@@ -99,7 +99,7 @@ def members(paths: list[str], store_dir: str, owner: Owner) -> Iterator[tuple[Me
         yield Member(name=directory + b"/", kind=DIRECTORY, mode=0o755, **common), b""
     for path in paths:
         for source, info in walk(os.fsencode(path)):
-            yield _member(source, info, common), source
+            yield stat_member(source, source, info, common), source
 
 
 def _parents(store_dir: str) -> list[bytes]:
@@ -128,14 +128,15 @@ def walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
             stack.extend((child_path, child_info) for _, child_path, child_info in children)
 
 
-def _member(source: bytes, info: os.stat_result, common: dict) -> Member:
+def stat_member(name: bytes, source: bytes, info: os.stat_result, common: dict) -> Member:
+    """The member for the file at `source`, named `name`, with `common` (mtime, owner)."""
     mode = info.st_mode
     if stat.S_ISDIR(mode):
-        return Member(name=source + b"/", kind=DIRECTORY, mode=mode & 0o7777, **common)
+        return Member(name=name + b"/", kind=DIRECTORY, mode=mode & 0o7777, **common)
     if stat.S_ISLNK(mode):
-        return Member(name=source, kind=SYMLINK, mode=mode & 0o7777, linkname=os.readlink(source), **common)
+        return Member(name=name, kind=SYMLINK, mode=mode & 0o7777, linkname=os.readlink(source), **common)
     if stat.S_ISREG(mode):
-        return Member(name=source, kind=REGULAR, mode=mode & 0o7777, size=info.st_size, **common)
+        return Member(name=name, kind=REGULAR, mode=mode & 0o7777, size=info.st_size, **common)
     raise UserError(f"{source.decode(errors='replace')}: not a file, directory or symlink; cannot be stored")
 
 

@@ -5,12 +5,10 @@ stand (under fakeroot, the ones fakeRootCommands set); mtime is the image's."""
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from layered_image.archive.store_layer import walk
-from layered_image.archive.tar import DIRECTORY, REGULAR, SYMLINK, Member, end_of_archive, header, padding
-from layered_image.errors import UserError
+from layered_image.archive.store_layer import stat_member, walk
+from layered_image.archive.tar import REGULAR, end_of_archive, header, padding
 
 
 def write_tree_layer(root: Path, target: Path, mtime: int) -> None:
@@ -21,21 +19,10 @@ def write_tree_layer(root: Path, target: Path, mtime: int) -> None:
             name = source[prefix:]
             if not name:
                 continue  # the root itself: "/" is not a member
-            member, data = _member(name, source, info, mtime)
+            owner = {"uid": info.st_uid, "gid": info.st_gid, "mtime": mtime}
+            member = stat_member(name, source, info, owner)
+            data = Path(os.fsdecode(source)).read_bytes() if member.kind == REGULAR else b""
             block = header(member) + data + padding(len(data))
             out.write(block)
             offset += len(block)
         out.write(end_of_archive(offset))
-
-
-def _member(name: bytes, source: bytes, info: os.stat_result, mtime: int) -> tuple[Member, bytes]:
-    owner = {"uid": info.st_uid, "gid": info.st_gid, "mtime": mtime}
-    mode = info.st_mode & 0o7777
-    if stat.S_ISDIR(info.st_mode):
-        return Member(name + b"/", DIRECTORY, mode, **owner), b""
-    if stat.S_ISLNK(info.st_mode):
-        return Member(name, SYMLINK, mode, linkname=os.readlink(source), **owner), b""
-    if stat.S_ISREG(info.st_mode):
-        data = Path(os.fsdecode(source)).read_bytes()
-        return Member(name, REGULAR, mode, len(data), **owner), data
-    raise UserError(f"{source.decode(errors='replace')}: only files, directories and symlinks go in a layer")
