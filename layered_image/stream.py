@@ -71,6 +71,9 @@ def run_stream(conf: StreamConf, output: str | None, quiet: bool) -> int:
         except BrokenPipeError:
             _silence_stdout()
             raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
+        except OSError as err:  # disk full, a directory that is not there, ...
+            where = f" {err.filename}" if err.filename else ""
+            raise UserError(f"cannot write the image{where}: {err.strerror}") from None
         progress.finish()
         if not quiet:
             print(f"image sha256:{image_id} {conf.repo_tag}", file=sys.stderr)

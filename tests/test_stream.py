@@ -296,3 +296,15 @@ def test_interrupt_and_terminate_stop_cleanly(tmp_path, fake_store, signal_numbe
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == status
     assert b"Traceback" not in stderr and stderr.decode().count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "message"), [("missing-dir/image.tar", "No such file"), ("/dev/full", "No space")]
+)
+def test_unwritable_output_is_one_line(tmp_path, fake_store, target, message):
+    conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
+    result = run_cli(
+        "stream", str(conf), "-q", "-o", str(tmp_path / target) if "/" not in target[:1] else target
+    )
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert result.stderr.decode().count("\n") == 1 and message in result.stderr.decode()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from layered_image.errors import StoreChangedError
+from layered_image.errors import StoreChangedError, UserError
 from layered_image.progress import Progress
 
 FLUSH_AT = 1 << 20
@@ -189,7 +189,10 @@ def output_file(target: str | None) -> Iterator[int]:
         finally:
             os.close(fd)
         return
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
     try:
         yield fd
         os.fsync(fd)
