@@ -125,15 +125,20 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    return reporting_errors(f"layered-image {args.command}", lambda: run(args))
+
+
+def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
+    """Run `job`; a user's mistake, Ctrl-C or SIGTERM become one line and exit 1/130/143."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run(args)
+        return job()
     except UserError as err:
-        print(f"layered-image {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"layered-image {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except Terminated:
-        print(f"layered-image {args.command}: terminated", file=sys.stderr)
+        print(f"{prefix}: terminated", file=sys.stderr)
         return 143

@@ -48,13 +48,13 @@ def stream_script_main(conf_text: str, argv: list[str]) -> int:
     parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    try:
-        return run_stream(
-            parse_conf(json.loads(conf_text), args.tag, "stream script"), args.output, args.quiet
-        )
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    from layered_image.cli import reporting_errors
+
+    def job() -> int:
+        conf = parse_conf(json.loads(conf_text), args.tag, "stream script")
+        return run_stream(conf, args.output, args.quiet)
+
+    return reporting_errors(os.path.basename(sys.argv[0]), job)
 
 
 def run_stream(conf: StreamConf, output: str | None, quiet: bool) -> int:
