@@ -39,6 +39,7 @@ class StreamConf:
     created: datetime
     owner: Owner
     from_image: Path | None = None
+    from_image_tag: str | None = None  # which image of a multi-image from_image archive
     variant: str | None = None
 
 
@@ -80,6 +81,7 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
         store_layers=layers,
         customisation_layer=_optional_path(raw.get("customisation_layer")),
         from_image=_optional_path(raw.get("from_image")),
+        from_image_tag=raw.get("from_image_tag") if isinstance(raw.get("from_image_tag"), str) else None,
         repo_tag=tag,
         created=created,
         owner=Owner(mtime=mtime, **owner),

@@ -85,7 +85,7 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
     config = conf.config
     base_history = None
     if conf.from_image:
-        base = open_base_image(conf.from_image, None, resources)
+        base = open_base_image(conf.from_image, conf.from_image_tag, resources)
         base_arch = base.config.get("architecture")
         if base_arch != conf.architecture:
             raise UserError(

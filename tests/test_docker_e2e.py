@@ -105,3 +105,20 @@ def test_podman_loads_the_archive(busybox_image):
     images = subprocess.run(listing, capture_output=True, text=True, check=True)
     assert f"localhost/{tag}" in images.stdout or tag in images.stdout
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_docker_saved_image_is_a_base(docker_host, busybox_image, busybox_path, tmp_path):
+    archive, tag = busybox_image
+    with open(archive, "rb") as stdin:
+        assert docker("load", stdin=stdin).returncode == 0
+    saved = tmp_path / "saved.tar"
+    assert docker("save", tag, "-o", str(saved)).returncode == 0
+    conf = make_conf(tmp_path, [], from_image=str(saved), repo_tag="layered-image-test/on-saved:1",
+                     config={"Env": ["GREETING=derived"]})  # fmt: skip
+    result = run_cli("stream", str(conf), "-q", "-o", str(tmp_path / "derived.tar"))
+    assert result.returncode == 0, result.stderr.decode()
+    loaded = docker("load", "-i", str(tmp_path / "derived.tar"))
+    assert loaded.returncode == 0, loaded.stderr
+    run = docker("run", "--rm", "--network", "none", "layered-image-test/on-saved:1")
+    assert run.stdout.splitlines()[0] == "hello from derived"  # Cmd and WorkingDir inherited, Env merged
+    docker("rmi", "layered-image-test/on-saved:1", tag)

@@ -308,3 +308,69 @@ def test_unwritable_output_is_one_line(tmp_path, fake_store, target, message):
     )
     assert result.returncode == 1 and b"Traceback" not in result.stderr
     assert result.stderr.decode().count("\n") == 1 and message in result.stderr.decode()
+
+
+def docker25_layout(classic: bytes) -> bytes:
+    """The same image as Docker 25+ saves it: an OCI layout (blobs/sha256, index.json,
+    oci-layout) plus a manifest.json whose paths point into blobs/."""
+    manifest, config, layers = read_image(classic)
+    config_bytes = json.dumps(config).encode()
+    blobs = {hashlib.sha256(b).hexdigest(): b for b in [config_bytes, *layers]}
+    names = [f"blobs/sha256/{hashlib.sha256(b).hexdigest()}" for b in layers]
+    docker_manifest = [{"Config": f"blobs/sha256/{hashlib.sha256(config_bytes).hexdigest()}",
+                        "RepoTags": manifest["RepoTags"], "Layers": names}]  # fmt: skip
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        files = {
+            "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+            "index.json": b'{"schemaVersion":2,"manifests":[]}',
+        }
+        files |= {f"blobs/sha256/{digest}": blob for digest, blob in blobs.items()}
+        files["manifest.json"] = json.dumps(docker_manifest).encode()
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_from_image_in_docker_25_layout(tmp_path, fake_store):
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    base_conf = make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store), config={"Env": ["A=1"]})
+    base = tmp_path / "base.tar"
+    base.write_bytes(docker25_layout(stream(base_conf)))
+    conf = make_conf(tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base))
+    _, config, blobs = read_image(stream(conf))
+    assert len(blobs) == 2 and config["config"]["Env"] == ["A=1"]
+
+
+def test_multi_image_base_needs_a_tag(tmp_path, fake_store):
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    images = [
+        stream(make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store), repo_tag=tag))
+        for tag in ("one:1", "two:2")
+    ]
+    base = tmp_path / "multi.tar"
+    manifest = []
+    with tarfile.open(base, "w") as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for index, data in enumerate(images):
+            entry, config, layers = read_image(data)
+            names = [f"image{index}/{n}.tar" for n in range(len(layers))]
+            for name, blob in zip(names, layers, strict=True):
+                add(name, blob)
+            add(f"image{index}.json", json.dumps(config).encode())
+            manifest.append({"Config": f"image{index}.json", "RepoTags": entry["RepoTags"], "Layers": names})
+        add("manifest.json", json.dumps(manifest).encode())
+    conf = make_conf(tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base))
+    result = run_cli("stream", str(conf), "-q")
+    assert result.returncode == 1 and b"name one of: one:1, two:2" in result.stderr
+    conf = make_conf(
+        tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base), from_image_tag="two:2"
+    )
+    assert run_cli("stream", str(conf), "-q", "-o", str(tmp_path / "x.tar")).returncode == 0
