@@ -83,6 +83,7 @@ def run_stream(conf: StreamConf, output: str | None, quiet: bool) -> int:
 def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource], ImageMeta]:
     layers: list[LayerSource] = []
     config = conf.config
+    store_layers = conf.store_layers
     base_history = None
     if conf.from_image:
         base = open_base_image(conf.from_image, conf.from_image_tag, resources)
@@ -95,8 +96,10 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
         layers += base.layers
         config = inherit_config(base.config.get("config"), config)
         base_history = list(base.config.get("history") or [])
+        in_base = base.paths_under(conf.store_dir)  # already there: not stored again
+        store_layers = [kept for paths in store_layers if (kept := [p for p in paths if p not in in_base])]
     base_layers = len(layers)
-    layers += [store_layer_source(conf, paths) for paths in conf.store_layers]
+    layers += [store_layer_source(conf, paths) for paths in store_layers]
     if conf.customisation_layer:
         layers.append(customisation_layer(conf.customisation_layer))
     meta = ImageMeta(

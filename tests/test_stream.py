@@ -374,3 +374,16 @@ def test_multi_image_base_needs_a_tag(tmp_path, fake_store):
         tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base), from_image_tag="two:2"
     )
     assert run_cli("stream", str(conf), "-q", "-o", str(tmp_path / "x.tar")).returncode == 0
+
+
+def test_store_paths_already_in_the_base_are_not_stored_again(tmp_path, fake_store):
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    base = tmp_path / "base.tar"
+    base.write_bytes(stream(make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store))))
+    conf = make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store), from_image=str(base))
+    _, _, blobs = read_image(stream(conf))
+    assert len(blobs) == 2  # the base layer, then only the paths the base lacks
+    with tarfile.open(fileobj=io.BytesIO(blobs[1])) as tar:
+        names = tar.getnames()
+    assert not any(name.startswith(paths[0]) for name in names)
+    assert any(name.startswith(paths[1]) for name in names)

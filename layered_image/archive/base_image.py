@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import shutil
 import tarfile
@@ -39,6 +40,40 @@ class BaseImageError(UserError):
 class BaseImage:
     config: dict[str, Any]  # the whole image config (architecture, config, history, ...)
     layers: list[LayerSource]
+
+    def paths_under(self, directory: str) -> set[str]:
+        """Entries directly under `directory` (e.g. the store paths) in any of the layers."""
+        prefix = directory.strip("/").split("/")
+        found = set()
+        for layer in self.layers:
+            with tarfile.open(fileobj=_Chunks(layer.chunks()), mode="r|") as tar:
+                for member in tar:
+                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                    if len(parts) > len(prefix) and parts[: len(prefix)] == prefix:
+                        found.add("/" + "/".join(parts[: len(prefix) + 1]))
+        return found
+
+
+class _Chunks(io.RawIOBase):
+    """A file-like view of a stream of byte chunks, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        self.chunks = iter(chunks)
+        self.rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.rest:
+            self.rest = next(self.chunks, None)  # type: ignore[arg-type]
+            if self.rest is None:
+                self.rest = b""
+                return 0
+        count = min(len(buffer), len(self.rest))
+        buffer[:count] = self.rest[:count]
+        self.rest = self.rest[count:]
+        return count
 
 
 def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseImage:
