@@ -173,42 +173,6 @@ def _pax_records(member: Member) -> dict[str, bytes]:
     return records
 
 
-def _ustar(
-    name: bytes,
-    mode: int,
-    uid: int,
-    gid: int,
-    size: int,
-    mtime: int,
-    kind: bytes,
-    linkname: bytes,
-    uname: bytes,
-    gname: bytes,
-) -> bytes:
-    block = b"".join(
-        (
-            _text(name, 100),
-            _octal(mode & 0o7777, 8),
-            _octal(uid, 8),
-            _octal(gid, 8),
-            _octal(size, 12),
-            _octal(mtime, 12),
-            b" " * 8,  # checksum: summed as spaces, then filled in
-            kind,
-            _text(linkname, 100),
-            _TAIL_START,
-            _text(uname, 32),
-            _text(gname, 32),
-            _TAIL_END,  # devmajor, devminor (empty for non-devices), unused prefix, padding
-        )
-    )
-    return block[:148] + b"%06o\0" % sum(block) + block[155:]
-
-
-_TAIL_START = MAGIC
-_TAIL_END = b"\0" * (8 + 8 + 155 + 12)
-
-
 def _text(value: bytes, width: int) -> bytes:
     """An ASCII field: other characters become "?" (one per character), cut to width."""
     if not value.isascii():
@@ -235,7 +199,7 @@ def _pax_body(records: dict[str, bytes]) -> bytes:
 
 @lru_cache(maxsize=1024)
 def _pax_ustar(size: int) -> bytes:
-    return _ustar(b"././@PaxHeader", 0, 0, 0, size, 0, PAX_HEADER, b"", b"", b"")
+    return _owner_fields(0, 0, 0, b"", b"")._ustar(b"././@PaxHeader", PAX_HEADER, 0, size, b"")
 
 
 def _pax_record(keyword: bytes, value: bytes) -> bytes:
