@@ -8,7 +8,7 @@ import os
 import sys
 from contextlib import ExitStack
 
-from layered_image.archive.base_image import inherit_config, open_base_image
+from layered_image.archive.base_image import check_platform, inherit_config, open_base_image
 from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
 from layered_image.archive.layer_source import LayerSource, customisation_layer
 from layered_image.archive.output import Output, output_file
@@ -87,12 +87,7 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
     base_history = None
     if conf.from_image:
         base = open_base_image(conf.from_image, conf.from_image_tag, resources)
-        base_arch = base.config.get("architecture")
-        if base_arch != conf.architecture:
-            raise UserError(
-                f"from_image {conf.from_image} is for {base_arch!r}, the new image for {conf.architecture!r};"
-                " build for the base image's architecture or pick a base for this one"
-            )
+        check_platform(base.config, conf.architecture, f"from_image {conf.from_image}")
         layers += base.layers
         config = inherit_config(base.config.get("config"), config)
         base_history = list(base.config.get("history") or [])

@@ -18,6 +18,11 @@ DATA = Path(__file__).parent / "data"
 REQUIRE_SERVICES = os.environ.get("LAYERED_IMAGE_REQUIRE_SERVICES") == "1"
 
 
+def examples(usual: int) -> int:
+    """How many inputs a property test tries: `usual` in the suite, more under scripts/fuzz.sh."""
+    return int(os.environ.get("LAYERED_IMAGE_EXAMPLES", usual))
+
+
 def need(condition: bool, what: str) -> None:
     if condition:
         return

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import DATA, run_cli
+from conftest import DATA, examples, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,7 +65,7 @@ def closure_graphs(draw):
     return entries
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(closure_graphs(), st.integers(1, 12), st.sampled_from(sorted(STRATEGIES)))
 def test_layering_invariants(entries, limit, strategy):
     graph = build_graph(entries)

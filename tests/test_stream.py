@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import make_conf, run_cli
 
+from layered_image.archive.output import FileSpan, Output
 from layered_image.archive.store_layer import Owner, StoreChangedError, plan_store_layer, stream_store_layer
+from layered_image.progress import Progress
 
 
 def layers_of(fake_store: Path) -> list[list[str]]:
@@ -121,6 +123,43 @@ def test_a_store_file_that_changes_after_planning_stops_the_stream(fake_store, c
         path.mkdir()
     with pytest.raises(StoreChangedError, match=str(path)):
         b"".join(stream_store_layer(plan))
+
+
+def write_plan(plan, target: Path) -> None:
+    """A planned layer through the real writer (thread, hashing, checks) into a file."""
+    with open(target, "wb") as file, Output(file.fileno(), Progress(None, quiet=True)) as out:
+        for chunk in stream_store_layer(plan):
+            out.write(chunk)
+        out.finish()
+
+
+@pytest.mark.parametrize("change", ["shrink", "grow", "vanish", "into-directory", "into-symlink"])
+def test_a_big_store_file_that_changes_after_planning_stops_the_stream(tmp_path, fake_store, change):
+    path = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0" / "libx.so"  # big: handed over open
+    plan = plan_store_layer([str(path.parent)], str(fake_store), Owner())
+    data = path.read_bytes()
+    path.unlink()
+    if change in ("shrink", "grow"):
+        path.write_bytes(data[:-1] if change == "shrink" else data + b"!")
+    elif change == "into-directory":
+        path.mkdir()
+    elif change == "into-symlink":
+        path.symlink_to("/etc/hostname")
+    with pytest.raises(StoreChangedError, match=str(path)):
+        write_plan(plan, tmp_path / "layer.tar")
+
+
+def test_a_big_store_file_that_shrinks_while_read_stops_the_stream(tmp_path, fake_store):
+    path = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0" / "libx.so"
+    fd = os.open(path, os.O_RDONLY)
+    span = FileSpan(fd, path.stat().st_size + 4096, str(path))  # as if cut after it was opened
+    with (
+        open(tmp_path / "out", "wb") as file,
+        pytest.raises(StoreChangedError, match=f"{path} shrank"),
+        Output(file.fileno(), Progress(None, quiet=True)) as out,
+    ):
+        out.write(span)
+        out.finish()
 
 
 def test_reader_going_away_is_one_line_and_non_zero(tmp_path, fake_store):
@@ -269,15 +308,17 @@ def test_same_bytes_under_every_python_version(tmp_path, fake_store):
     conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
     expected = stream(conf)
     source = str(Path(__file__).parent.parent)
-    for python in pythons:
+    environments = [{}, {"TZ": "Pacific/Chatham", "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}]
+    for python, environment in itertools.product(pythons, environments):
         result = subprocess.run(
             [python, "-m", "layered_image", "stream", str(conf), "-q"],
             capture_output=True,
             check=False,
-            env=os.environ | {"PYTHONPATH": source},
+            env=os.environ | {"PYTHONPATH": source} | environment,
+            preexec_fn=lambda: os.umask(0o077),
         )
         assert result.returncode == 0, result.stderr.decode()
-        assert result.stdout == expected, python
+        assert result.stdout == expected, (python, environment)
 
 
 @pytest.mark.parametrize(("signal_number", "status"), [(2, 130), (15, 143)])

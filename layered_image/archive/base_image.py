@@ -94,7 +94,9 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
     if problems:
         raise BaseImageError(f"{where}: its config is invalid: {problems[0]}")
     layers = [
-        _checked_layer(archive, members[_member_name(name, where)], diff_id, number, where)
+        _checked_layer(
+            archive, _plain_member(members, _member_name(name, where), where), diff_id, number, where
+        )
         for number, (name, diff_id) in enumerate(zip(layer_names, diff_ids, strict=True), start=1)
     ]
     return BaseImage(config=config, layers=layers)
@@ -199,8 +201,6 @@ def _choose_image(manifest: Any, tag: str | None, where: str) -> dict[str, Any]:
 def _checked_layer(
     archive: tarfile.TarFile, member: tarfile.TarInfo, diff_id: Any, number: int, where: str
 ) -> LayerSource:
-    if not member.isfile():
-        raise BaseImageError(f"{where}: layer {member.name!r} is not a regular file")
     digest, size = hashlib.sha256(), 0
     for chunk in _layer_bytes(archive, member, where):
         digest.update(chunk)
@@ -229,6 +229,16 @@ def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) 
             yield block
     except (OSError, EOFError, zlib.error) as err:
         raise BaseImageError(f"{where}: layer {member.name} is corrupt ({err})") from None
+
+
+def check_platform(config: dict[str, Any], architecture: str, where: str) -> None:
+    """The base must run where the new image runs: Linux, the same architecture."""
+    base = (config.get("os"), config.get("architecture"))
+    if base != ("linux", architecture):
+        raise BaseImageError(
+            f"{where} is for {'/'.join(map(str, base))}, the new image for linux/{architecture};"
+            " pick a base image for this platform or build for the base's"
+        )
 
 
 def inherit_config(base: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
