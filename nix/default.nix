@@ -3,7 +3,7 @@
 #   python3 (and its withPackages), zstd, fakeroot, proot, bash, coreutils, nix
 { python3, zstd, fakeroot, proot, bash, coreutils, nix }:
 let
-  python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ]);
+  python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ps.zstandard ]);
   inherit (python) system;
 
   # The Python package alone in a store path, importable from there.

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 from conftest import make_conf, run_cli
 
 from layered_image.archive.output import FileSpan, Output
@@ -236,14 +237,15 @@ def test_customisation_layer_is_appended_and_checked(tmp_path, fake_store):
     assert not (tmp_path / "x.tar").exists()
 
 
-@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("compress", [None, "gzip", "zstd"])
 def test_from_image_layers_go_below_and_config_is_inherited(tmp_path, fake_store, compress):
     paths = sorted(str(p) for p in fake_store.iterdir())
     base_config = {"Env": ["PATH=/base/bin", "KEEP=1"], "Cmd": ["/base"], "WorkingDir": "/base", "User": "1"}
     base_conf = make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store), config=base_config)
-    base = tmp_path / ("base.tar.gz" if compress else "base.tar")
+    base = tmp_path / "base.tar"
     data = stream(base_conf)
-    base.write_bytes(gzip.compress(data) if compress else data)
+    compressors = {None: bytes, "gzip": gzip.compress, "zstd": zstandard.compress}
+    base.write_bytes(compressors[compress](data))
     _, base_image, base_blobs = read_image(data)
     conf = make_conf(
         tmp_path,

@@ -81,6 +81,11 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
     where = f"from_image {path}"
     archive = resources.enter_context(_open_archive(path, where))
     members = _index_members(archive, where)
+    if "manifest.json" not in members and "index.json" in members:
+        raise BaseImageError(
+            f"{where}: an OCI archive without the docker manifest.json; convert it with"
+            " `skopeo copy oci-archive:FILE docker-archive:FILE.tar`"
+        )
     manifest = _read_json(archive, members, "manifest.json", where)
     entry = _choose_image(manifest, tag, where)
     config = _read_json(archive, members, _member_name(entry.get("Config"), where), where)

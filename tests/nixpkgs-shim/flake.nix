@@ -2,7 +2,7 @@
   # Stands in for nixpkgs in offline tests: exactly the attributes nix/ uses (see
   # nix/default.nix), made from the host's tools. Derivations run /bin/sh with absolute
   # paths, so they need Nix's sandbox off (Debian's default) and the host packages
-  # python3-networkx, python3-jsonschema, zstd, fakeroot, proot and busybox-static.
+  # python3-networkx, python3-jsonschema, python3-zstandard, zstd, fakeroot, proot and busybox-static.
   description = "offline stand-in for the nixpkgs attributes layered-image uses";
 
   outputs = { self }:
@@ -18,7 +18,7 @@
       '';
     in {
       legacyPackages.${system} = {
-        # Debian's python3 with python3-networkx and python3-jsonschema installed.
+        # Debian's python3 with python3-networkx, python3-jsonschema and python3-zstandard installed.
         python3 = python3 // { withPackages = _: python3; };
         nix = hostTool "nix-host" "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/nix-store $out/bin/nix-store";
         zstd = hostTool "zstd-host" "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/zstd $out/bin/zstd";
