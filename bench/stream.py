@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Streaming speed and memory against the read+hash floor.
 
-usage: bench/stream.py CONF [--runs N]
+usage: bench/stream.py CONF [--runs N] [--with-base]
 
 CONF is a stream conf (../shared/tools/make_bench_store.sh OUTDIR writes one over ~3 GB
 of real files). The floor, measured in the same run: one process reading every
@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 SINK = """
@@ -63,10 +64,42 @@ def stream(conf_path: str) -> tuple[float, int, str]:
     return seconds, usage.ru_maxrss // 1024, sink.stdout.split()[0]
 
 
+def through_base(conf: dict, conf_path: str, compress: bool) -> None:
+    """The whole image as the base of a one-file image: the base is checked (read and
+    hashed) and streamed through; memory must not grow with its size."""
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(conf_path))) as scratch:
+        base = os.path.join(scratch, "base.tar")
+        subprocess.run(
+            [sys.executable, "-m", "layered_image", "stream", conf_path, "-q", "-o", base], check=True
+        )
+        if compress:
+            subprocess.run(["gzip", "-1", base], check=True)
+            base += ".gz"
+        top = dict(conf, from_image=base, store_layers=[conf["store_layers"][0]])
+        top_path = os.path.join(scratch, "top.json")
+        with open(top_path, "w") as file:
+            json.dump(top, file)
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "layered_image", "stream", top_path, "-q"]
+        producer = subprocess.Popen(command, stdout=subprocess.PIPE)
+        sink = subprocess.run([sys.executable, "-c", SINK], stdin=producer.stdout, capture_output=True)
+        _, status, usage = os.wait4(producer.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0 or sink.returncode != 0:
+            sys.exit("stream with a base image failed")
+        size = os.path.getsize(base) / 1e9
+        print(
+            f"with a {size:.2f} GB {'gzip ' if compress else ''}base image: "
+            f"{time.perf_counter() - start:6.2f} s, peak RSS {usage.ru_maxrss // 1024} MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("conf")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--with-base", action="store_true", help="also stream an image whose from_image is this whole image"
+    )
     args = parser.parse_args()
     with open(args.conf) as file:
         conf = json.load(file)
@@ -87,6 +120,9 @@ def main() -> None:
     print(f"stream peak RSS: {max(rss for _, rss, _ in streams)} MB")
     digests = {digest for _, _, digest in streams}
     print(f"same bytes every run: {'yes' if len(digests) == 1 else 'NO'} ({digests.pop()[:16]}...)")
+    if args.with_base:
+        through_base(conf, args.conf, compress=False)
+        through_base(conf, args.conf, compress=True)
 
 
 if __name__ == "__main__":
