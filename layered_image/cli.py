@@ -62,6 +62,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from layered_image import __version__
     from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
+    from layered_image.stream import add_output_arguments
 
     parser = argparse.ArgumentParser(
         prog="layered-image", description="Layered Docker/OCI images from Nix closures."
@@ -84,20 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream = sub.add_parser("stream", help="write the docker-archive of a conf to stdout or a file")
     stream.add_argument("conf", metavar="CONF", help="conf.json (a superset of nixpkgs' stream conf)")
-    stream.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    stream.add_argument("-t", "--tag", metavar="NAME:TAG", help="override the conf's repo_tag")
-    stream.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_output_arguments(stream)
     stream.set_defaults(run=cmd_stream)
 
     from_paths = sub.add_parser("from-paths", help="stream an image of existing store paths (uses nix)")
     from_paths.add_argument("paths", nargs="+", metavar="STOREPATH")
     from_paths.add_argument("--config", metavar="FILE", help="JSON file with the image config")
-    from_paths.add_argument("-t", "--tag", metavar="NAME:TAG", help="default: NAME-OF-FIRST-PATH:latest")
     from_paths.add_argument("--max-layers", type=int, default=100, metavar="N", help="layers (default 100)")
     from_paths.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
     from_paths.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
-    from_paths.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    from_paths.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_output_arguments(from_paths)
     from_paths.set_defaults(run=cmd_from_paths)
 
     build = sub.add_parser("build", help="(inside Nix builds) make the stream script from .attrs.json")

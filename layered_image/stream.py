@@ -6,20 +6,38 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from contextlib import ExitStack
+from pathlib import Path
 
 from layered_image.archive.base_image import check_platform, inherit_config, open_base_image
-from layered_image.archive.docker_archive import ImageMeta, write_docker_archive
+from layered_image.archive.compression import COMPRESSIONS
+from layered_image.archive.docker_archive import write_docker_archive
+from layered_image.archive.image import ImageMeta
 from layered_image.archive.layer_source import LayerSource, customisation_layer
+from layered_image.archive.oci import build_oci_image, oci_dir_scratch, write_oci_archive, write_oci_dir
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
 from layered_image.progress import Progress
 
+FORMATS = ("docker-archive", "oci-archive", "oci-dir")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `stream`, `from-paths` and Nix stream scripts share."""
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (a directory for oci-dir)")
+    parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--format", default="docker-archive", choices=FORMATS, help="default docker-archive")
+    parser.add_argument(
+        "--compression", choices=COMPRESSIONS, help="layer compression for the OCI formats (default none)"
+    )
+
 
 def stream_command(args: argparse.Namespace) -> int:
-    return run_stream(load_conf(args.conf, args.tag), args.output, args.quiet)
+    return run_stream(load_conf(args.conf, args.tag), args)
 
 
 def from_paths_command(args: argparse.Namespace) -> int:
@@ -38,46 +56,73 @@ def from_paths_command(args: argparse.Namespace) -> int:
         "store_layers": layers,
         "repo_tag": args.tag or f"{name}:latest",
     }
-    return run_stream(parse_conf(raw, None, "from-paths"), args.output, args.quiet)
+    return run_stream(parse_conf(raw, None, "from-paths"), args)
 
 
 def stream_script_main(conf_text: str, argv: list[str]) -> int:
     """What a Nix-built stream script runs: the conf is embedded in the script."""
-    parser = argparse.ArgumentParser(description="Stream this image as a docker-archive.")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser = argparse.ArgumentParser(description="Stream this image (a docker-archive unless --format).")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     from layered_image.cli import reporting_errors
 
     def job() -> int:
         conf = parse_conf(json.loads(conf_text), args.tag, "stream script")
-        return run_stream(conf, args.output, args.quiet)
+        return run_stream(conf, args)
 
     return reporting_errors(os.path.basename(sys.argv[0]), job)
 
 
-def run_stream(conf: StreamConf, output: str | None, quiet: bool) -> int:
+def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
+    compression = args.compression or "none"
+    if args.format == "docker-archive" and compression != "none":
+        raise UserError(
+            "docker-archive layers are uncompressed; use --format oci-archive or oci-dir to compress"
+        )
+    if args.format == "oci-dir" and not args.output:
+        raise UserError("--format oci-dir needs -o DIRECTORY")
     with ExitStack() as resources:
         layers, meta = plan_image(conf, resources)
-        progress = Progress(None, quiet=quiet)
+        progress = Progress(None, quiet=args.quiet)
         if progress.bar:  # an ETA needs the total: plan every layer before the first byte
             progress.total = sum(layer.size for layer in layers)
-        if not quiet:
+        if not args.quiet:
             print(f"{conf.repo_tag}: {len(layers)} layers", file=sys.stderr)
-        try:
-            with output_file(output) as fd, Output(fd, progress) as out:
-                image_id = write_docker_archive(out, layers, meta)
-        except BrokenPipeError:
-            _silence_stdout()
-            raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
-        except OSError as err:  # disk full, a directory that is not there, ...
-            where = f" {err.filename}" if err.filename else ""
-            raise UserError(f"cannot write the image{where}: {err.strerror}") from None
+        digest = _write_image(layers, meta, args, progress)
         progress.finish()
-        if not quiet:
-            print(f"image sha256:{image_id} {conf.repo_tag}", file=sys.stderr)
+        if not args.quiet:
+            print(f"image {digest} {conf.repo_tag}", file=sys.stderr)
     return 0
+
+
+def _write_image(
+    layers: list[LayerSource], meta: ImageMeta, args: argparse.Namespace, progress: Progress
+) -> str:
+    """Write the image as `args` say; return the image's ID (its config digest)."""
+    fmt, compression, output = args.format, args.compression or "none", args.output
+    try:
+        if fmt == "oci-dir":
+            directory = Path(output or ".")
+            with oci_dir_scratch(directory) as scratch:
+                image = build_oci_image(layers, meta, compression, scratch, progress)
+                write_oci_dir(image, directory)
+            return image.config.digest
+        with output_file(output) as fd:
+            if fmt == "oci-archive":
+                scratch_dir = os.path.dirname(os.path.abspath(output)) if output else None
+                with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=scratch_dir) as scratch:
+                    image = build_oci_image(layers, meta, compression, Path(scratch), progress)
+                    with Output(fd, Progress(None, quiet=True)) as out:
+                        write_oci_archive(out, image, meta.mtime)
+                return image.config.digest
+            with Output(fd, progress) as out:
+                return "sha256:" + write_docker_archive(out, layers, meta)
+    except BrokenPipeError:
+        _silence_stdout()
+        raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
+    except OSError as err:  # disk full, a directory that is not there, ...
+        where = f" {err.filename}" if err.filename else ""
+        raise UserError(f"cannot write the image{where}: {err.strerror}") from None
 
 
 def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource], ImageMeta]:

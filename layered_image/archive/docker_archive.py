@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
 
+from layered_image.archive.image import ImageMeta, image_config
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
 from layered_image.archive.tar import REGULAR, Member, end_of_archive, header, padding
 from layered_image.errors import UserError
-
-
-@dataclass
-class ImageMeta:
-    """Everything about the image but its layers' bytes."""
-
-    repo_tag: str
-    architecture: str
-    created: str  # RFC 3339
-    mtime: int  # of the archive's own members
-    config: dict[str, Any] | None
-    variant: str | None = None
-    base_history: list[dict[str, Any]] | None = None  # the base image's, kept as it is
-    base_layers: int = 0  # how many of the layers come from the base image
 
 
 def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta) -> str:
@@ -51,25 +36,6 @@ def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta
     out.write(end_of_archive(out.offset))
     out.finish()
     return image_id
-
-
-def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]) -> dict[str, Any]:
-    history = list(meta.base_history or [])
-    history += [
-        {"created": meta.created, "created_by": layer.created_by, "comment": layer.comment}
-        for layer in layers[meta.base_layers :]
-    ]
-    config: dict[str, Any] = {"architecture": meta.architecture}
-    if meta.variant:
-        config["variant"] = meta.variant
-    config |= {
-        "config": meta.config,
-        "created": meta.created,
-        "history": history,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
-    }
-    return config
 
 
 def _write_layer(out: Output, name: str, layer: LayerSource, mtime: int) -> str:

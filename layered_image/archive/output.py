@@ -35,6 +35,19 @@ class FileSpan:
     def __len__(self) -> int:
         return self.size
 
+    def blocks(self, size: int = FLUSH_AT) -> Iterator[bytes]:
+        """The file's bytes (and closes it), checked against the planned size."""
+        try:
+            done = 0
+            while done < self.size:
+                block = os.pread(self.fd, min(size, self.size - done), done)
+                if not block:
+                    raise StoreChangedError(f"{self.name} shrank while the image was streamed")
+                done += len(block)
+                yield block
+        finally:
+            os.close(self.fd)
+
 
 class Output:
     """Buffers small writes into 1 MiB pieces that a second thread hashes and writes.

@@ -1,0 +1,163 @@
+"""OCI image layout: as a directory (`oci-dir`) or as a tar (`oci-archive`).
+
+The archive is what Docker 25+ `docker save` writes: an OCI layout (oci-layout,
+index.json, blobs/sha256/...) plus a docker manifest.json pointing into blobs/, so that
+`docker load`, `podman load` and `skopeo copy oci-archive:` all take it. Layers are
+spooled into blobs first (see blobs.py); index.json and manifest.json come last, so a
+cut-short archive names no image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from layered_image.archive.blobs import Blob, json_blob, spool_layer
+from layered_image.archive.image import ImageMeta, canonical_json, image_config
+from layered_image.archive.layer_source import LayerSource
+from layered_image.archive.output import Output
+from layered_image.archive.tar import DIRECTORY, REGULAR, Member, end_of_archive, header, padding
+from layered_image.errors import UserError
+from layered_image.progress import Progress
+
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+@dataclass
+class OciImage:
+    config: Blob
+    manifest: Blob
+    layers: list[Blob]
+    repo_tag: str
+    architecture: str
+
+    def blobs(self) -> list[Blob]:
+        return [*self.layers, self.config, self.manifest]
+
+
+def build_oci_image(
+    layers: list[LayerSource], meta: ImageMeta, compression: str, scratch: Path, progress: Progress
+) -> OciImage:
+    """Every layer as a blob in `scratch`, then the config and the manifest."""
+    blobs, diff_ids = [], []
+    for number, layer in enumerate(layers, start=1):
+        progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
+        blob, diff_id = spool_layer(layer, compression, scratch)
+        progress.advance(layer.size)
+        blobs.append(blob)
+        diff_ids.append(diff_id)
+    config = json_blob(canonical_json(image_config(meta, layers, diff_ids)), CONFIG_MEDIA_TYPE)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": config.descriptor(),
+        "layers": [blob.descriptor() for blob in blobs],
+    }
+    return OciImage(config, json_blob(canonical_json(manifest), MANIFEST_MEDIA_TYPE), blobs,
+                    meta.repo_tag, meta.architecture)  # fmt: skip
+
+
+def index_entry(image: OciImage) -> dict[str, object]:
+    """The manifest's descriptor in index.json, named as Docker 25+ names it."""
+    tag = image.repo_tag.rpartition(":")[2]
+    return image.manifest.descriptor() | {
+        "annotations": {"io.containerd.image.name": image.repo_tag, "org.opencontainers.image.ref.name": tag},
+        "platform": {"architecture": image.architecture, "os": "linux"},
+    }
+
+
+def index_json(entries: list[dict[str, object]]) -> bytes:
+    return canonical_json({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries})
+
+
+def docker_manifest(image: OciImage) -> bytes:
+    return canonical_json([{
+        "Config": f"blobs/sha256/{image.config.hex}",
+        "RepoTags": [image.repo_tag],
+        "Layers": [f"blobs/sha256/{blob.hex}" for blob in image.layers],
+    }])  # fmt: skip
+
+
+def write_oci_archive(out: Output, image: OciImage, mtime: int) -> None:
+    for directory in ("blobs/", "blobs/sha256/"):
+        out.write(header(Member(name=directory.encode(), kind=DIRECTORY, mode=0o755, mtime=mtime)))
+    written: set[str] = set()
+    for blob in image.blobs():
+        if blob.digest not in written:  # two identical layers are one blob
+            written.add(blob.digest)
+            _write_member(out, f"blobs/sha256/{blob.hex}", blob, mtime)
+    _write_member(out, "oci-layout", json_blob(OCI_LAYOUT, ""), mtime)
+    _write_member(out, "index.json", json_blob(index_json([index_entry(image)]), ""), mtime)
+    _write_member(out, "manifest.json", json_blob(docker_manifest(image), ""), mtime)
+    out.write(end_of_archive(out.offset))
+    out.finish()
+
+
+def _write_member(out: Output, name: str, blob: Blob, mtime: int) -> None:
+    out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=blob.size, mtime=mtime)))
+    for chunk in blob.read():
+        out.write(chunk)
+    out.write(padding(blob.size))
+
+
+def write_oci_dir(image: OciImage, directory: Path) -> None:
+    """Blobs into DIR/blobs/sha256, then index.json (replacing an entry of the same tag)."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    for blob in image.blobs():
+        target = blobs / blob.hex
+        if blob.path is not None:
+            os.replace(blob.path, target)
+        elif not target.exists():
+            _write_atomically(target, blob.data or b"")
+    _write_atomically(directory / "oci-layout", OCI_LAYOUT)
+    entry = index_entry(image)
+    kept = [e for e in _index_entries(directory) if _ref_name(e) != image.repo_tag]
+    _write_atomically(directory / "index.json", index_json([*kept, entry]))
+
+
+@contextlib.contextmanager
+def oci_dir_scratch(directory: Path) -> Iterator[Path]:
+    """A scratch directory inside DIR, so that finished blobs are renamed into place."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _index_entries(directory)  # refuse a directory that is not an OCI layout
+    except OSError as err:
+        raise UserError(f"cannot write OCI layout {directory}: {err.strerror}") from None
+    with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=directory) as scratch:
+        yield Path(scratch)
+
+
+def _index_entries(directory: Path) -> list[dict[str, object]]:
+    index = directory / "index.json"
+    if not index.exists():
+        if any(
+            p.name not in ("blobs", "oci-layout") and not p.name.startswith(".") for p in directory.iterdir()
+        ):
+            raise UserError(f"{directory} is neither empty nor an OCI layout; give a new directory")
+        return []
+    try:
+        entries = json.loads(index.read_text())["manifests"]
+        assert isinstance(entries, list)
+        return entries
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{index} is not an OCI index; give a new directory") from None
+
+
+def _ref_name(entry: dict[str, object]) -> object:
+    annotations = entry.get("annotations")
+    return annotations.get("io.containerd.image.name") if isinstance(annotations, dict) else None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
