@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,19 @@ def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     (root / "bin" / "sh").symlink_to("busybox")
     added = subprocess.run(["nix-store", "--add", str(root)], capture_output=True, text=True, check=True)
     return added.stdout.strip()
+
+
+def podman_load(archive: str | Path) -> list[str]:
+    """`podman load` into a throw-away vfs store (as root); the NAME:TAGs it then lists."""
+    need(shutil.which("podman") is not None, "podman (apt-get install podman)")
+    scratch = Path(tempfile.mkdtemp(prefix="li-podman-"))  # podman wants a short runroot
+    storage = ["--root", str(scratch / "root"), "--runroot", str(scratch / "run"), "--storage-driver", "vfs"]
+    try:
+        result = subprocess.run(
+            ["podman", *storage, "load", "-i", str(archive)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        listing = ["podman", *storage, "images", "--format", "{{.Repository}}:{{.Tag}}"]
+        return subprocess.run(listing, capture_output=True, text=True, check=True).stdout.split()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -5,11 +5,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-from conftest import make_conf, need, run_cli
+from conftest import make_conf, need, podman_load, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -88,23 +86,9 @@ def test_skopeo_reads_the_archive(busybox_image):
 
 
 def test_podman_loads_the_archive(busybox_image):
-    need(shutil.which("podman") is not None, "podman (apt-get install podman)")
     archive, tag = busybox_image
-    tmp_path = Path(tempfile.mkdtemp(prefix="li-podman-"))  # podman wants a short runroot
-    storage = [
-        "--root",
-        str(tmp_path / "root"),
-        "--runroot",
-        str(tmp_path / "run"),
-        "--storage-driver",
-        "vfs",
-    ]
-    result = subprocess.run(["podman", *storage, "load", "-i", archive], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    listing = ["podman", *storage, "images", "--format", "{{.Repository}}:{{.Tag}}"]
-    images = subprocess.run(listing, capture_output=True, text=True, check=True)
-    assert f"localhost/{tag}" in images.stdout or tag in images.stdout
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    images = podman_load(archive)
+    assert f"localhost/{tag}" in images or tag in images
 
 
 def test_a_docker_saved_image_is_a_base(docker_host, busybox_image, busybox_path, tmp_path):
