@@ -40,6 +40,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return stream_command(args)
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from layered_image.stream import push_command
+
+    return push_command(args)
+
+
 def cmd_from_paths(args: argparse.Namespace) -> int:
     from layered_image.stream import from_paths_command
 
@@ -62,7 +68,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from layered_image import __version__
     from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
-    from layered_image.stream import add_output_arguments
+    from layered_image.stream import add_output_arguments, add_push_arguments
 
     parser = argparse.ArgumentParser(
         prog="layered-image", description="Layered Docker/OCI images from Nix closures."
@@ -87,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("conf", metavar="CONF", help="conf.json (a superset of nixpkgs' stream conf)")
     add_output_arguments(stream)
     stream.set_defaults(run=cmd_stream)
+
+    push = sub.add_parser("push", help="push the image of a conf to a registry (no daemon needed)")
+    push.add_argument("conf", metavar="CONF", help="conf.json, as for stream")
+    add_push_arguments(push)
+    push.set_defaults(run=cmd_push)
 
     from_paths = sub.add_parser("from-paths", help="stream an image of existing store paths (uses nix)")
     from_paths.add_argument("paths", nargs="+", metavar="STOREPATH")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -36,6 +37,53 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `push` and `./result push` share (skopeo's names)."""
+    parser.add_argument("destination", metavar="docker://HOST[:PORT]/REPO:TAG")
+    parser.add_argument(
+        "--tls-verify", type=_boolean, default=True, metavar="true|false",
+        help="check the registry's TLS certificate; false also allows plain HTTP",
+    )  # fmt: skip
+    parser.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
+    parser.add_argument("--authfile", metavar="FILE", help="auth.json (default: podman's, then docker's)")
+    parser.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="default gzip")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError("true or false")
+    return text.lower() == "true"
+
+
+def push_command(args: argparse.Namespace) -> int:
+    return run_push(load_conf(args.conf, None), args)
+
+
+def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
+    """Lay the image out as compressed blobs in a scratch directory, then push them."""
+    from layered_image.registry.client import Registry
+    from layered_image.registry.credentials import find_credentials
+    from layered_image.registry.push import push_image
+    from layered_image.registry.reference import parse_reference
+
+    target = parse_reference(args.destination)
+    credentials = find_credentials(target.host, args.creds, args.authfile)
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    registry = Registry(target.host, target.repository, credentials, args.tls_verify, log=say)
+    conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
+    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+        layers, meta = plan_image(conf, resources)
+        image = build_oci_image(layers, meta, args.compression, Path(scratch), Progress(None, quiet=True))
+        result = push_image(image, registry, target.tag, say)
+    say(f"{target}: {result.summary()}")
+    return 0
+
+
 def stream_command(args: argparse.Namespace) -> int:
     return run_stream(load_conf(args.conf, args.tag), args)
 
@@ -60,15 +108,21 @@ def from_paths_command(args: argparse.Namespace) -> int:
 
 
 def stream_script_main(conf_text: str, argv: list[str]) -> int:
-    """What a Nix-built stream script runs: the conf is embedded in the script."""
-    parser = argparse.ArgumentParser(description="Stream this image (a docker-archive unless --format).")
-    add_output_arguments(parser)
-    args = parser.parse_args(argv)
+    """What a Nix-built stream script runs: the conf is embedded in the script.
+    `./result [flags]` streams; `./result push docker://...` pushes."""
+    pushing = argv[:1] == ["push"]
+    parser = argparse.ArgumentParser(
+        prog=f"{os.path.basename(sys.argv[0])}{' push' if pushing else ''}",
+        description="Push this image to a registry." if pushing else
+        "Stream this image (a docker-archive unless --format); `push docker://...` pushes it.",
+    )  # fmt: skip
+    (add_push_arguments if pushing else add_output_arguments)(parser)
+    args = parser.parse_args(argv[1:] if pushing else argv)
     from layered_image.cli import reporting_errors
 
     def job() -> int:
-        conf = parse_conf(json.loads(conf_text), args.tag, "stream script")
-        return run_stream(conf, args)
+        conf = parse_conf(json.loads(conf_text), None if pushing else args.tag, "stream script")
+        return run_push(conf, args) if pushing else run_stream(conf, args)
 
     return reporting_errors(os.path.basename(sys.argv[0]), job)
 

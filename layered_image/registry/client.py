@@ -1,0 +1,169 @@
+"""A small OCI distribution API client over http.client: TLS or plain HTTP, Basic or
+bearer-token auth from the registry's challenge, and retries with backoff on 5xx and
+dropped connections. One connection per request, so threads can share a client."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from layered_image.errors import UserError
+
+Headers = dict[str, str] | None
+RETRIES = 5
+TIMEOUT = 300
+
+
+class RetryableError(Exception):
+    """A 5xx answer or a dropped connection: worth another try."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass
+class Registry:
+    host: str
+    repository: str
+    credentials: tuple[str, str] | None = None
+    tls_verify: bool = True
+    scheme: str = "https"
+    authorization: str | None = None
+    retry_pause: float = 0.5
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+    def connect(self) -> None:
+        """Find out how to talk to the registry (https, else plain http when allowed) and log in."""
+        try:
+            self._authorize(self._send("GET", "/v2/"))
+        except ssl.SSLError as err:
+            if self.tls_verify and "WRONG_VERSION_NUMBER" not in str(err):
+                raise UserError(
+                    f"{self.host}: TLS failed ({err.reason}); --tls-verify=false skips it"
+                ) from None
+            if self.tls_verify:
+                raise UserError(f"{self.host} speaks plain HTTP; allow it with --tls-verify=false") from None
+            self.scheme = "http"
+            self._authorize(self._send("GET", "/v2/"))
+        except OSError as err:
+            raise UserError(f"cannot reach registry {self.host}: {err}") from None
+
+    def request(
+        self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
+        """One request, with credentials; 5xx and dropped connections raise RetryableError."""
+        headers = dict(headers or {})
+        try:
+            response = self._send(method, url, body, headers)
+            if response.status == 401:
+                self._authorize(response)
+                response = self._send(method, url, body, headers)
+        except (ConnectionError, http.client.HTTPException, TimeoutError) as err:
+            raise RetryableError(f"{method} {url}: {err or type(err).__name__}") from None
+        if response.status == 401:
+            raise UserError(f"{self.host} refused the credentials for {self.repository} (401 on {method})")
+        if response.status >= 500:
+            raise RetryableError(f"{method} {url}: {response.status} {response.body[:200]!r}")
+        return response
+
+    def with_retries(self, what: str, attempt: Callable[[], object]) -> object:
+        """Run `attempt` again after a retryable failure, waiting longer each time."""
+        for number in range(1, RETRIES + 1):
+            try:
+                return attempt()
+            except RetryableError as err:
+                if number == RETRIES:
+                    raise UserError(f"{what}: gave up after {RETRIES} tries ({err})") from None
+                self.log(f"retrying {what} ({err})")
+                time.sleep(self.retry_pause * 2 ** (number - 1))
+        raise AssertionError("unreachable")
+
+    def url(self, path: str) -> str:
+        return f"/v2/{self.repository}/{path}"
+
+    def _send(
+        self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
+        parsed = urllib.parse.urlsplit(url)
+        host = parsed.netloc or self.host
+        target = urllib.parse.urlunsplit(("", "", parsed.path, parsed.query, ""))
+        connection = self._connection(host, parsed.scheme or self.scheme)
+        all_headers = {"Content-Length": str(len(body)), **(headers or {})}
+        if self.authorization:
+            all_headers["Authorization"] = self.authorization
+        try:
+            connection.request(method, target, body=body, headers=all_headers)
+            answer = connection.getresponse()
+            data = answer.read()
+        finally:
+            connection.close()
+        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
+
+    def _connection(self, host: str, scheme: str) -> http.client.HTTPConnection:
+        if scheme == "http":
+            return http.client.HTTPConnection(host, timeout=TIMEOUT)
+        context = ssl.create_default_context()
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(host, timeout=TIMEOUT, context=context)
+
+    def _authorize(self, response: Response) -> None:
+        """Answer a 401's challenge: Basic with the credentials, or fetch a bearer token."""
+        if response.status != 401:
+            return
+        challenge = response.header("WWW-Authenticate")
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic":
+            if self.credentials is None:
+                raise UserError(
+                    f"{self.host} needs credentials: give --creds USER:PASSWORD or --authfile FILE"
+                )
+            self.authorization = "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
+        elif scheme.lower() == "bearer":
+            self.authorization = "Bearer " + self._token(dict(re.findall(r'(\w+)="([^"]*)"', params)))
+        else:
+            raise UserError(
+                f"{self.host} asks for {scheme or 'unknown'} authentication, which is not supported"
+            )
+
+    def _token(self, challenge: dict[str, str]) -> str:
+        realm = challenge.get("realm")
+        if not realm:
+            raise UserError(f"{self.host}: bearer challenge without a realm")
+        query = {"service": challenge.get("service", ""), "scope": f"repository:{self.repository}:pull,push"}
+        headers = {}
+        if self.credentials:
+            headers["Authorization"] = (
+                "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
+            )
+        saved, self.authorization = self.authorization, None
+        try:
+            answer = self._send("GET", f"{realm}?{urllib.parse.urlencode(query)}", headers=headers)
+        finally:
+            self.authorization = saved
+        if answer.status != 200:
+            raise UserError(f"{self.host}: the token service {realm} refused us ({answer.status})")
+        try:
+            token = json.loads(answer.body)
+            return str(token.get("token") or token["access_token"])
+        except (ValueError, KeyError, AttributeError):
+            raise UserError(f"{self.host}: the token service {realm} gave no token") from None
+
+
+def _basic(credentials: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
