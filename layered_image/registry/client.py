@@ -14,9 +14,11 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from layered_image import __version__
 from layered_image.errors import UserError
 
 Headers = dict[str, str] | None
+USER_AGENT = f"layered-image/{__version__}"
 RETRIES = 5
 TIMEOUT = 300
 
@@ -102,7 +104,7 @@ class Registry:
         host = parsed.netloc or self.host
         target = urllib.parse.urlunsplit(("", "", parsed.path, parsed.query, ""))
         connection = self._connection(host, parsed.scheme or self.scheme)
-        all_headers = {"Content-Length": str(len(body)), **(headers or {})}
+        all_headers = {"Content-Length": str(len(body)), "User-Agent": USER_AGENT, **(headers or {})}
         if self.authorization:
             all_headers["Authorization"] = self.authorization
         try:

@@ -1,0 +1,143 @@
+"""A real registry (Debian's docker-registry, distribution 2.8) on 127.0.0.1, and a
+fault-injecting reverse proxy to put in front of it."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import need
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningRegistry:
+    host: str
+    log: Path
+    process: subprocess.Popen
+
+    def requests(self, method: str, kind: str = "") -> int:
+        """How many `method` requests whose path holds `kind` the registry's access log shows."""
+        pattern = re.compile(rf'"{method} /v2/[^ ]*{re.escape(kind)}')
+        return len(pattern.findall(self.log.read_text()))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def start_registry(directory: Path, htpasswd: Path | None = None) -> RunningRegistry:
+    binary = shutil.which("docker-registry")
+    need(binary is not None, "docker-registry (apt-get install docker-registry)")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n" if htpasswd else ""
+    config = directory / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
+    log = directory / "registry.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [str(binary), "serve", str(config)], stdout=output, stderr=subprocess.STDOUT
+        )
+    registry = RunningRegistry(f"127.0.0.1:{port}", log, process)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://{registry.host}/v2/", timeout=1)
+            return registry
+        except urllib.error.HTTPError:  # 401: up, and wanting credentials
+            return registry
+        except OSError:
+            time.sleep(0.1)
+    registry.stop()
+    raise RuntimeError(f"docker-registry did not start: {log.read_text()}")
+
+
+@dataclass
+class FaultyProxy:
+    """Forwards to `upstream`; the first request matching each (method, path part) of
+    `faults` gets the fault instead: "500" (an error answer) or "reset" (the connection
+    dropped without an answer, after reading the request)."""
+
+    upstream: str
+    faults: list[tuple[str, str, str]] = field(default_factory=list)
+    host: str = ""
+
+    def start(self) -> FaultyProxy:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def handle_one_request(self) -> None:
+                try:
+                    super().handle_one_request()
+                except ConnectionError:
+                    self.close_connection = True
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy._take_fault(self.command, self.path)
+                if fault == "500":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding"):
+                        self.send_header(key, value)
+                if answer.getheader("Content-Length") is None:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = server
+        self.host = f"127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def _take_fault(self, method: str, path: str) -> str | None:
+        for fault in self.faults:
+            if fault[0] == method and fault[1] in path:
+                self.faults.remove(fault)
+                return fault[2]
+        return None
+
+    def stop(self) -> None:
+        self.server.shutdown()

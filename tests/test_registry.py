@@ -1,0 +1,141 @@
+"""`layered-image push` against a real registry: what goes over the wire, what skopeo
+reads back, credentials, and a registry that fails now and then."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import make_conf, need, run_cli
+from registry_fixtures import FaultyProxy, start_registry
+
+from layered_image.cli import main
+from layered_image.registry import push as push_module
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    running = start_registry(tmp_path / "registry")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def conf(tmp_path: Path, fake_store: Path) -> Path:
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store))
+
+
+def push(conf: Path, host: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli("push", str(conf), f"docker://{host}/test/image:1", "--tls-verify=false", *extra)
+
+
+def skopeo(*args: str) -> subprocess.CompletedProcess:
+    need(subprocess.run(["which", "skopeo"], capture_output=True).returncode == 0, "skopeo")
+    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False)
+
+
+def test_pushed_image_reads_back_with_the_same_diff_ids(tmp_path, conf, registry):
+    result = push(conf, registry.host)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "3 blobs pushed" in result.stderr.decode()
+    source = f"docker://{registry.host}/test/image:1"
+    inspect = skopeo("inspect", "--tls-verify=false", "--config", source)
+    assert inspect.returncode == 0, inspect.stderr
+    diff_ids = json.loads(inspect.stdout)["rootfs"]["diff_ids"]
+    assert len(diff_ids) == 2
+    assert skopeo("copy", "-q", "--src-tls-verify=false", source, f"oci:{tmp_path}/layout:1").returncode == 0
+    copy = skopeo("copy", "-q", "--src-tls-verify=false", source, f"docker-archive:{tmp_path}/back.tar:x:1")
+    assert copy.returncode == 0, copy.stderr
+    with tarfile.open(tmp_path / "back.tar") as tar:
+        layers = json.load(tar.extractfile("manifest.json"))[0]["Layers"]  # type: ignore[arg-type]
+        pulled = ["sha256:" + hashlib.sha256(tar.extractfile(n).read()).hexdigest() for n in layers]  # type: ignore[union-attr]
+    assert pulled == diff_ids
+
+
+def test_pushing_again_sends_nothing_and_a_change_sends_only_its_layer(conf, registry, fake_store):
+    assert push(conf, registry.host).returncode == 0
+    uploads = registry.requests("POST", "/blobs/uploads/")
+    again = push(conf, registry.host)
+    assert again.returncode == 0 and "0 blobs pushed (0 bytes), 3 already there" in again.stderr.decode()
+    assert registry.requests("POST", "/blobs/uploads/") == uploads  # the registry saw no upload
+    changed = fake_store / "cccccccccccccccccccccccccccccccc-file"
+    changed.chmod(0o644)
+    changed.write_text("a changed store path")
+    third = push(conf, registry.host)
+    assert third.returncode == 0 and "2 blobs pushed" in third.stderr.decode()  # that layer and the config
+    assert registry.requests("POST", "/blobs/uploads/") == uploads + 2
+    assert "already there" in third.stderr.decode()
+
+
+def test_large_blobs_go_up_in_chunks(conf, registry, monkeypatch, capsys):
+    monkeypatch.setattr(push_module, "CHUNK", 64 << 10)  # the 300 kB random file makes a bigger layer
+    assert main(["push", str(conf), f"docker://{registry.host}/test/image:1", "--tls-verify=false"]) == 0
+    assert registry.requests("PATCH", "/blobs/uploads/") >= 4
+    inspect = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1")
+    assert inspect.returncode == 0, inspect.stderr
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path):
+    htpasswd = tmp_path / "htpasswd"
+    need(
+        subprocess.run(["which", "htpasswd"], capture_output=True).returncode == 0, "htpasswd (apache2-utils)"
+    )
+    subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "alice", "s3cret"], check=True, capture_output=True)
+    running = start_registry(tmp_path / "registry", htpasswd)
+    yield running
+    running.stop()
+
+
+def test_credentials_from_creds_and_authfile(tmp_path, conf, auth_registry):
+    host = auth_registry.host
+    missing = push(conf, host)
+    assert missing.returncode == 1 and "needs credentials" in missing.stderr.decode()
+    wrong = push(conf, host, "--creds", "alice:wrong")
+    assert wrong.returncode == 1 and "refused the credentials" in wrong.stderr.decode()
+    assert missing.stderr.decode().count("\n") == 1 and wrong.stderr.decode().count("\n") == 1
+    assert push(conf, host, "--creds", "alice:s3cret").returncode == 0
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    again = push(conf, host, "--authfile", str(authfile))
+    assert again.returncode == 0 and "0 blobs pushed" in again.stderr.decode()
+
+
+@pytest.mark.parametrize("fault", ["500", "reset"])
+def test_a_failing_registry_is_retried(conf, registry, fault):
+    proxy = FaultyProxy(registry.host, [("PUT", "/blobs/uploads/", fault), ("POST", "/blobs/", fault),
+                                        ("PUT", "/manifests/", fault)]).start()  # fmt: skip
+    try:
+        result = push(conf, proxy.host)
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr.decode().count("retrying") == 3
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1").returncode == 0
+
+
+def test_a_registry_that_keeps_failing_gets_no_manifest(conf, registry, monkeypatch, capsys):
+    proxy = FaultyProxy(registry.host, [("PUT", "/blobs/uploads/", "500")] * 100).start()
+    monkeypatch.setattr("layered_image.registry.client.Registry.retry_pause", 0.01)
+    try:
+        code = main(["push", str(conf), f"docker://{proxy.host}/test/image:1", "--tls-verify=false"])
+    finally:
+        proxy.stop()
+    error = capsys.readouterr().err
+    assert code == 1 and "gave up after 5 tries" in error and "Traceback" not in error
+    assert registry.requests("PUT", "/manifests/") == 0
+
+
+def test_bad_destinations_are_one_line(conf):
+    for destination, message in [("127.0.0.1:1/x:1", "not a registry reference"),
+                                 ("docker://127.0.0.1:1/Upper:1", "bad repository name"),
+                                 ("docker://127.0.0.1:1/x:1", "cannot reach registry")]:  # fmt: skip
+        result = run_cli("push", str(conf), destination, "--tls-verify=false")
+        assert result.returncode == 1 and message in result.stderr.decode(), result.stderr
+        assert result.stderr.decode().count("\n") == 1
