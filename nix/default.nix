@@ -88,9 +88,21 @@ let
         python = "${python}";
         source = "${source}";
       };
+      # `nix run .#image.push -- docker://HOST/REPO:TAG [--creds ...]`
+      push = derivation {
+        name = "push-${lastPart name}";
+        inherit system;
+        builder = "${bash}/bin/sh";
+        args = [ "-c" ''
+          ${coreutils}/bin/mkdir -p $out/bin
+          printf '#!%s\nexec %s push "$@"\n' ${bash}/bin/sh ${image} > $out/bin/push-${lastPart name}
+          ${coreutils}/bin/chmod +x $out/bin/push-${lastPart name}
+        '' ];
+      };
     in
     image // passthru // {
       inherit (image) conf;
+      inherit push;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;

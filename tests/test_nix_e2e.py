@@ -300,3 +300,37 @@ def test_the_flake_checks_build_the_examples(tmp_path, docker_host):
     loaded = subprocess.run(["docker", "load"], stdin=stream.stdout, capture_output=True, text=True)
     assert stream.wait() == 0 and loaded.returncode == 0, loaded.stderr
     assert run("layered-image-example/busybox:latest").strip() == "hello from layered-image"
+
+
+def test_the_stream_script_writes_oci_and_pushes(user_flake, docker_host, tmp_path):
+    from registry_fixtures import start_registry
+
+    assert build(user_flake, "base").returncode == 0
+    script = str(user_flake / "result-base")
+    archive = tmp_path / "image.oci.tar"
+    written = subprocess.run(
+        [script, "-q", "--format", "oci-archive", "--compression", "gzip", "-o", str(archive)]
+    )
+    assert written.returncode == 0
+    loaded = subprocess.run(["docker", "load", "-i", str(archive)], capture_output=True, text=True)
+    assert loaded.returncode == 0 and "li-test/base:v1" in loaded.stdout, loaded.stderr
+    registry = start_registry(tmp_path / "registry")
+    try:
+        target = f"docker://{registry.host}/li-test/base:v1"
+        pushed = nix(
+            "run", ".#base.push", "--no-write-lock-file", "--", target, "--tls-verify=false", cwd=user_flake
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        assert "blobs pushed" in pushed.stderr
+        assert build(user_flake, "configured").returncode == 0
+        other = f"docker://{registry.host}/li-test/base:v2"
+        again = subprocess.run([str(user_flake / "result-configured"), "push", other, "--tls-verify=false"],
+                               capture_output=True, text=True)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert "already there" in again.stderr and "2 blobs pushed" in again.stderr  # new top layer + config
+        for tag in ("v1", "v2"):
+            inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                                      f"docker://{registry.host}/li-test/base:{tag}"], capture_output=True)  # fmt: skip
+            assert inspect.returncode == 0
+    finally:
+        registry.stop()
