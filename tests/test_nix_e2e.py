@@ -329,8 +329,8 @@ def test_the_stream_script_writes_oci_and_pushes(user_flake, docker_host, tmp_pa
         assert again.returncode == 0, again.stderr
         assert "already there" in again.stderr and "2 blobs pushed" in again.stderr  # new top layer + config
         for tag in ("v1", "v2"):
-            inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
-                                      f"docker://{registry.host}/li-test/base:{tag}"], capture_output=True)  # fmt: skip
+            source = f"docker://{registry.host}/li-test/base:{tag}"
+            inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", source], capture_output=True)
             assert inspect.returncode == 0
     finally:
         registry.stop()
