@@ -28,7 +28,7 @@ class PushResult:
         sent = sum(blob.size for blob in self.pushed)
         kept = sum(blob.size for blob in self.skipped)
         return (
-            f"{len(self.pushed)} blobs pushed ({sent:,} bytes), {len(self.skipped)} already there "
+            f"{_blobs(len(self.pushed))} pushed ({sent:,} bytes), {len(self.skipped)} already there "
             f"({kept:,} bytes); manifest {self.manifest_digest}"
         )
 
@@ -105,3 +105,7 @@ def _expect(registry: Registry, answer: Response, status: int, what: str) -> Non
 def _refused(registry: Registry, answer: Response, what: str) -> None:
     detail = answer.body[:300].decode(errors="replace").strip()
     raise UserError(f"{registry.host} refused {what}: {answer.status} {detail}")
+
+
+def _blobs(count: int) -> str:
+    return f"{count} blob" if count == 1 else f"{count} blobs"
