@@ -46,6 +46,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     return push_command(args)
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from layered_image.stream import index_command
+
+    return index_command(args)
+
+
 def cmd_from_paths(args: argparse.Namespace) -> int:
     from layered_image.stream import from_paths_command
 
@@ -98,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("conf", metavar="CONF", help="conf.json, as for stream")
     add_push_arguments(push)
     push.set_defaults(run=cmd_push)
+
+    index = sub.add_parser("index", help="push one image per architecture under one OCI image index")
+    index.add_argument("confs", nargs="+", metavar="CONF", help="one conf per architecture")
+    index.add_argument("--push", dest="destination", required=True, metavar="docker://HOST[:PORT]/REPO:TAG")
+    add_push_arguments(index, destination=False)
+    index.set_defaults(run=cmd_index)
 
     from_paths = sub.add_parser("from-paths", help="stream an image of existing store paths (uses nix)")
     from_paths.add_argument("paths", nargs="+", metavar="STOREPATH")

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -16,12 +17,20 @@ from layered_image.archive.compression import COMPRESSIONS
 from layered_image.archive.docker_archive import write_docker_archive
 from layered_image.archive.image import ImageMeta
 from layered_image.archive.layer_source import LayerSource, customisation_layer
-from layered_image.archive.oci import build_oci_image, oci_dir_scratch, write_oci_archive, write_oci_dir
+from layered_image.archive.oci import (
+    OciImage,
+    build_oci_image,
+    oci_dir_scratch,
+    write_oci_archive,
+    write_oci_dir,
+)
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
 from layered_image.progress import Progress
+from layered_image.registry.client import Registry
+from layered_image.registry.reference import Reference
 
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 
@@ -37,9 +46,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_push_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `push` and `./result push` share (skopeo's names)."""
-    parser.add_argument("destination", metavar="docker://HOST[:PORT]/REPO:TAG")
+def add_push_arguments(parser: argparse.ArgumentParser, destination: bool = True) -> None:
+    """The flags `push`, `index` and `./result push` share (skopeo's names)."""
+    if destination:
+        parser.add_argument("destination", metavar="docker://HOST[:PORT]/REPO:TAG")
     parser.add_argument(
         "--tls-verify", type=_boolean, default=True, metavar="true|false",
         help="check the registry's TLS certificate; false also allows plain HTTP",
@@ -62,9 +72,40 @@ def push_command(args: argparse.Namespace) -> int:
 
 def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
     """Lay the image out as compressed blobs in a scratch directory, then push them."""
-    from layered_image.registry.client import Registry
-    from layered_image.registry.credentials import find_credentials
     from layered_image.registry.push import push_image
+
+    target, registry, say = _registry(args)
+    conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
+    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+        image = _oci_image(conf, args.compression, Path(scratch), resources)
+        result = push_image(image, registry, target.tag, say)
+    say(f"{target}: {result.summary()}")
+    return 0
+
+
+def index_command(args: argparse.Namespace) -> int:
+    """One image per conf (per architecture), pushed under one OCI image index."""
+    from layered_image.registry.push import push_index
+
+    target, registry, say = _registry(args)
+    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+        images = []
+        for number, path in enumerate(args.confs):
+            conf = dataclasses.replace(load_conf(path, None), repo_tag=f"{target.repository}:{target.tag}")
+            (Path(scratch) / str(number)).mkdir()
+            images.append(_oci_image(conf, args.compression, Path(scratch) / str(number), resources))
+        digest = push_index(images, registry, target.tag, say)
+    say(f"{target}: index {digest} of {', '.join(image.architecture for image in images)}")
+    return 0
+
+
+def _oci_image(conf: StreamConf, compression: str, scratch: Path, resources: ExitStack) -> OciImage:
+    layers, meta = plan_image(conf, resources)
+    return build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True))
+
+
+def _registry(args: argparse.Namespace) -> tuple[Reference, Registry, Callable[[str], None]]:
+    from layered_image.registry.credentials import find_credentials
     from layered_image.registry.reference import parse_reference
 
     target = parse_reference(args.destination)
@@ -74,14 +115,7 @@ def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    registry = Registry(target.host, target.repository, credentials, args.tls_verify, log=say)
-    conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
-    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
-        layers, meta = plan_image(conf, resources)
-        image = build_oci_image(layers, meta, args.compression, Path(scratch), Progress(None, quiet=True))
-        result = push_image(image, registry, target.tag, say)
-    say(f"{target}: {result.summary()}")
-    return 0
+    return target, Registry(target.host, target.repository, credentials, args.tls_verify, log=say), say
 
 
 def stream_command(args: argparse.Namespace) -> int:

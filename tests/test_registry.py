@@ -139,3 +139,20 @@ def test_bad_destinations_are_one_line(conf):
         result = run_cli("push", str(conf), destination, "--tls-verify=false")
         assert result.returncode == 1 and message in result.stderr.decode(), result.stderr
         assert result.stderr.decode().count("\n") == 1
+
+
+def test_index_puts_one_image_per_architecture_under_one_tag(tmp_path, conf, registry):
+    arm = json.loads(conf.read_text()) | {"architecture": "arm64"}
+    arm_conf = tmp_path / "arm.json"
+    arm_conf.write_text(json.dumps(arm))
+    target = f"docker://{registry.host}/test/multi:1"
+    result = run_cli("index", str(conf), str(arm_conf), "--push", target, "--tls-verify=false")
+    assert result.returncode == 0, result.stderr.decode()
+    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", target).stdout)
+    assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
+    for arch in ("amd64", "arm64"):
+        inspect = skopeo("inspect", "--override-arch", arch, "--tls-verify=false", target)
+        assert json.loads(inspect.stdout)["Architecture"] == arch
+    twice = run_cli("index", str(conf), str(conf), "--push", target, "--tls-verify=false")
+    assert twice.returncode == 1 and b"same architecture" in twice.stderr

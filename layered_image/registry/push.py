@@ -9,8 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from layered_image.archive.blobs import Blob
-from layered_image.archive.oci import OciImage
+from layered_image.archive.blobs import Blob, json_blob
+from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_entry, index_json
 from layered_image.errors import UserError
 from layered_image.registry.client import Registry, Response
 
@@ -43,6 +43,21 @@ def push_image(image: OciImage, registry: Registry, tag: str, say: Callable[[str
     pushed = [blob for blob, was_sent in zip(blobs, sent, strict=True) if was_sent]
     skipped = [blob for blob, was_sent in zip(blobs, sent, strict=True) if not was_sent]
     return PushResult(manifest.digest, pushed, skipped)
+
+
+def push_index(images: list[OciImage], registry: Registry, tag: str, say: Callable[[str], None]) -> str:
+    """Each image by digest, then an OCI image index naming them per platform under `tag`."""
+    platforms = [image.architecture for image in images]
+    if len(set(platforms)) != len(platforms):
+        raise UserError(
+            f"two images for the same architecture ({', '.join(sorted(platforms))}); give one each"
+        )
+    for image in images:
+        result = push_image(image, registry, image.manifest.digest, say)
+        say(f"{image.architecture}: {result.summary()}")
+    index = json_blob(index_json([index_entry(image) for image in images]), INDEX_MEDIA_TYPE)
+    registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
+    return index.digest
 
 
 def _push_blob(registry: Registry, blob: Blob, say: Callable[[str], None]) -> bool:
