@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import json
 import re
 import shutil
 import socket
@@ -80,6 +81,8 @@ class FaultyProxy:
     upstream: str
     faults: list[tuple[str, str, str]] = field(default_factory=list)
     host: str = ""
+    bearer_token: str | None = None  # set: act as a token-auth front (challenge, /token, check)
+    token_requests: list[str] = field(default_factory=list)  # the scopes asked for
 
     def start(self) -> FaultyProxy:
         proxy = self
@@ -96,8 +99,31 @@ class FaultyProxy:
                 except ConnectionError:
                     self.close_connection = True
 
+            def _reply(self, status: int, data: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _bearer_gate(self) -> bool:
+                """True when the request was answered here (the token, or a challenge)."""
+                if self.path.startswith("/token"):
+                    proxy.token_requests.append(self.path)
+                    self._reply(200, json.dumps({"token": proxy.bearer_token}).encode())
+                    return True
+                if self.headers.get("Authorization") != f"Bearer {proxy.bearer_token}":
+                    realm = f'Bearer realm="http://{proxy.host}/token",service="test-registry"'
+                    self._reply(401, b"{}", {"WWW-Authenticate": realm})
+                    return True
+                del self.headers["Authorization"]
+                return False
+
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.bearer_token and self._bearer_gate():
+                    return
                 fault = proxy._take_fault(self.command, self.path)
                 if fault == "500":
                     self.send_response(500)

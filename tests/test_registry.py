@@ -156,3 +156,16 @@ def test_index_puts_one_image_per_architecture_under_one_tag(tmp_path, conf, reg
         assert json.loads(inspect.stdout)["Architecture"] == arch
     twice = run_cli("index", str(conf), str(conf), "--push", target, "--tls-verify=false")
     assert twice.returncode == 1 and b"same architecture" in twice.stderr
+
+
+def test_a_bearer_token_challenge_is_answered(conf, registry):
+    """A token-auth front (as Docker Hub and most registries have): 401 with a Bearer
+    challenge, a token from its realm, then requests carrying the token."""
+    proxy = FaultyProxy(registry.host, bearer_token="t0ken").start()
+    try:
+        result = push(conf, proxy.host, "--creds", "alice:s3cret")
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr.decode()
+    assert proxy.token_requests and "scope=repository%3Atest%2Fimage%3Apull%2Cpush" in proxy.token_requests[0]
+    assert "service=test-registry" in proxy.token_requests[0]
