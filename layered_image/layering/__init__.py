@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 
 from layered_image.errors import UserError
 from layered_image.graph import ClosureGraph
-from layered_image.layering import auto, popularity
+from layered_image.layering import auto, popularity, stable
 
 Layers = list[list[str]]
 Strategy = Callable[[ClosureGraph, int, frozenset[str]], Layers]
@@ -19,6 +19,7 @@ Strategy = Callable[[ClosureGraph, int, frozenset[str]], Layers]
 STRATEGIES: dict[str, Strategy] = {
     "popularity": popularity.layer,
     "auto": auto.layer,
+    "stable": stable.layer,
 }
 DEFAULT_STRATEGY = "popularity"
 

@@ -1,0 +1,128 @@
+"""`stable`: stable paths at the bottom, volatile ones on top, layers cut where bytes are.
+
+Made for re-sending little after a change. When a store path X changes (a new version),
+Nix gives X and everything that depends on X new paths. A path P therefore changes
+whenever anything in its closure changes; if each path is as likely as any other to be
+updated, P changes with a chance proportional to the size of its closure (in paths). A
+Docker daemon keeps a layer only when every layer below it is unchanged too, so the
+expected bytes re-sent for an order of paths is, summed over the paths, bytes(P) times
+the number of updates that change P or anything below it: the closures of everything
+at or below P, united.
+
+The order is built bottom up, greedily (Smith's rule for that sum): next comes the path
+that adds the fewest new updates to that union per byte it holds. Libraries everything
+uses but that rarely change (in this measure) go low, big stable packages next, small
+and volatile leaves on top; a path whose closure is already covered costs nothing and
+follows at once. Ties go by name, not hash, so unrelated changes keep the order.
+
+Then the order is cut into at most N layers: a path of at least T bytes is a layer of
+its own and smaller neighbours are batched until they reach T, with T the smallest
+threshold that fits N. The budget goes where the bytes are, and batches of small paths
+change together rarely (a registry re-sends a layer when any of its paths changed).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from layered_image.graph import ClosureGraph
+from layered_image.layering.popularity import name_key
+
+
+def layer(graph: ClosureGraph, max_layers: int, exclude: frozenset[str]) -> list[list[str]]:
+    order = stable_order(graph)
+    sizes = [graph.nar_size[i] for i in order]
+    layers = cut(sizes, max_layers)
+    return [[graph.paths[order[k]] for k in span if graph.paths[order[k]] not in exclude] for span in layers]
+
+
+def stable_order(graph: ClosureGraph) -> list[int]:
+    """Path indices, bottom first, by the greedy rule above."""
+    closures, users = _closures(graph)
+    size = [max(n, 1) for n in graph.nar_size]
+    new_updates = [bits.bit_count() for bits in closures]  # not yet in the union below
+    rank = {i: r for r, i in enumerate(sorted(range(len(graph)), key=lambda i: name_key(graph.paths[i])))}
+    heap = [(new_updates[i] / size[i], rank[i], i) for i in range(len(graph))]
+    heapq.heapify(heap)
+    placed = [False] * len(graph)
+    covered = 0
+    order = []
+    while heap:
+        key, _, i = heapq.heappop(heap)
+        if placed[i] or key != new_updates[i] / size[i]:
+            continue  # placed already, or a stale entry: a fresher one is in the heap
+        placed[i] = True
+        order.append(i)
+        touched = set()
+        for e in set_bits(closures[i] & ~covered):  # these updates now hit something below
+            for u in set_bits(users[e]):
+                if not placed[u]:
+                    new_updates[u] -= 1
+                    touched.add(u)
+        for u in touched:
+            heapq.heappush(heap, (new_updates[u] / size[u], rank[u], u))
+        covered |= closures[i]
+    return order
+
+
+def cut(sizes: list[int], max_layers: int) -> list[range]:
+    """Contiguous spans of the order: at least `threshold` bytes alone, smaller ones batched."""
+
+    def spans(threshold: int) -> list[range]:
+        result, start, batched = [], 0, 0
+        for k, size in enumerate(sizes):
+            if size >= threshold:
+                if start < k:
+                    result.append(range(start, k))
+                result.append(range(k, k + 1))
+                start, batched = k + 1, 0
+                continue
+            batched += size
+            if batched >= threshold:
+                result.append(range(start, k + 1))
+                start, batched = k + 1, 0
+        if start < len(sizes):
+            result.append(range(start, len(sizes)))
+        return result
+
+    low, high = 1, sum(sizes) + 1  # the smallest threshold that fits: fewest bytes per batch
+    while low < high:
+        middle = (low + high) // 2
+        if len(spans(middle)) <= max_layers:
+            high = middle
+        else:
+            low = middle + 1
+    return spans(low)
+
+
+def _closures(graph: ClosureGraph) -> tuple[list[int], list[int]]:
+    """Per path, as bitsets over indices: its closure (itself included) and its users
+    (the paths whose closure holds it, itself included)."""
+    closures = [0] * len(graph)
+    for i in reversed(graph.order):  # references first
+        bits = 1 << i
+        for r in graph.references[i]:
+            bits |= closures[r]
+        closures[i] = bits
+    users = [0] * len(graph)
+    for i in graph.order:  # referrers first
+        bits = 1 << i
+        for p in graph.referrers[i]:
+            bits |= users[p]
+        users[i] = bits
+    return closures, users
+
+
+def set_bits(bits: int) -> Iterator[int]:
+    if bits.bit_count() <= 32:
+        while bits:
+            low = bits & -bits
+            yield low.bit_length() - 1
+            bits ^= low
+        return
+    digits = format(bits, "b")[::-1]  # dense: scanning text is fast in C
+    position = digits.find("1")
+    while position >= 0:
+        yield position
+        position = digits.find("1", position + 1)
