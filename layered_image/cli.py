@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +21,18 @@ def cmd_layers(args: argparse.Namespace) -> int:
     json.dump(layers, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from layered_image.explain import explain_command
+
+    return explain_command(args)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from layered_image.explain import diff_command
+
+    return diff_command(args)
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
@@ -91,6 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
     layers.set_defaults(run=cmd_layers)
 
+    def layering_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--key", help="the key holding the graph when a graph file is an object")
+        command.add_argument(
+            "--max-layers", type=int, default=99, metavar="N", help="store layers (default 99)"
+        )
+        command.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+        command.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
+
+    explain = sub.add_parser("explain", help="show each layer a strategy makes: paths, bytes, why together")
+    explain.add_argument("graph", metavar="GRAPH")
+    layering_options(explain)
+    explain.add_argument("--json", action="store_true", help="JSON instead of a table")
+    explain.set_defaults(run=cmd_explain)
+
+    diff = sub.add_parser("diff", help="what an update re-sends to a registry and to a daemon")
+    diff.add_argument("old", metavar="OLD_GRAPH")
+    diff.add_argument("new", metavar="NEW_GRAPH")
+    layering_options(diff)
+    diff.add_argument("--human", action="store_true", help="a table instead of JSON")
+    diff.set_defaults(run=cmd_diff)
+
     validate = sub.add_parser("validate-config", help="check an image config (Docker Image Spec v1.3)")
     validate.add_argument("file", metavar="FILE", help="JSON file holding the `config` object")
     validate.set_defaults(run=cmd_validate_config)
@@ -155,6 +189,13 @@ def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
         return job()
     except UserError as err:
         print(f"{prefix}: error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `layered-image layers ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        print(
+            f"{prefix}: error: the reader of the output went away before the end (broken pipe)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

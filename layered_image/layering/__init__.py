@@ -21,7 +21,12 @@ STRATEGIES: dict[str, Strategy] = {
     "auto": auto.layer,
     "stable": stable.layer,
 }
-DEFAULT_STRATEGY = "popularity"
+DEFAULT_STRATEGY = "stable"
+EXPLAIN: dict[str, Callable[[ClosureGraph, Layers, int], list[str]]] = {
+    "popularity": lambda graph, layers, _: popularity.explain(graph, layers),
+    "auto": auto.explain,
+    "stable": lambda graph, layers, _: stable.explain(graph, layers),
+}
 
 
 def compute_layers(

@@ -82,3 +82,13 @@ def _closure_order(graph: nx.DiGraph, paths: list[str]) -> tuple[int, list[str]]
                 closure.add(dep)
                 todo.append(dep)
     return sum(graph.nodes[p]["nar_size"] for p in closure), sorted(paths)
+
+
+def explain(closure: ClosureGraph, layers: list[list[str]], max_layers: int) -> list[str]:
+    split = split_by_primaries(closure.nx, max_layers)
+    reasons = []
+    for paths in layers:
+        key = split[paths[0]] if paths else frozenset()
+        names = ", ".join(sorted(p.partition("-")[2] for p in key)) or "none"
+        reasons.append(f"primary {names}" if len(key) == 1 and paths[0] in key else f"shared by {names}")
+    return reasons

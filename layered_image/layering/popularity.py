@@ -72,3 +72,13 @@ def _weighted_bit_sum(bits: int, weights: list[int]) -> int:
         total += weights[position]
         position = digits.find("1", position + 1)
     return total
+
+
+def explain(graph: ClosureGraph, layers: list[list[str]]) -> list[str]:
+    scores = popularity(graph)
+    reasons = []
+    for paths in layers:
+        top = max((scores[p] for p in paths), default=0)
+        one = len(paths) == 1
+        reasons.append(f"popularity {top}" if one else f"the rest: popularity {top} and below")
+    return reasons

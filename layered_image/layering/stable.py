@@ -126,3 +126,19 @@ def set_bits(bits: int) -> Iterator[int]:
     while position >= 0:
         yield position
         position = digits.find("1", position + 1)
+
+
+def explain(graph: ClosureGraph, layers: list[list[str]]) -> list[str]:
+    """For each layer: how many updates (of one path each) would change it or a layer below."""
+    closures, _ = _closures(graph)
+    union = 0
+    reasons = []
+    for paths in layers:
+        own = 0
+        for path in paths:
+            own |= closures[graph.index[path]]
+        union |= own
+        reasons.append(
+            f"changed by {own.bit_count()} of {len(graph)} updates, {union.bit_count()} with those below"
+        )
+    return reasons
