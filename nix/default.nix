@@ -50,7 +50,7 @@ let
     , fakeRootCommands ? ""
     , enableFakechroot ? false
     , includeNixDB ? false
-    , layering ? "popularity"
+    , layering ? "stable"
     , passthru ? { }
     , meta ? { }
     , debug ? false

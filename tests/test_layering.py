@@ -81,7 +81,7 @@ def test_layering_invariants(entries, limit, strategy):
 
 
 def test_layers_cli_prints_json_layers():
-    result = run_cli("layers", str(DATA / "scipy.json"), "--max-layers", "10")
+    result = run_cli("layers", str(DATA / "scipy.json"), "--max-layers", "10", "--strategy", "popularity")
     assert result.returncode == 0, result.stderr
     layers = json.loads(result.stdout)
     assert len(layers) == 10

@@ -64,6 +64,17 @@ IMAGES = """
     (common // { name = "li-test/callpackage"; debug = true; });
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
+  chainLib = derivation { name = "chain-lib"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
+    args = [ "-c" "echo lib > $out" ]; };
+  chainBig = derivation { name = "chain-big"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
+    args = [ "-c" "${pkgs.coreutils}/bin/mkdir $out && ${pkgs.coreutils}/bin/head -c 1000000 /dev/zero > $out/data && echo ${chainLib} > $out/ref" ]; };
+  chainApp = derivation { name = "chain-app"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
+    args = [ "-c" "echo ${chainBig} ${chainLib} > $out" ]; };
+  layeringDefault = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ]; };
+  layeringStable = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ];
+    layering = "stable"; };
+  layeringPopularity = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ];
+    layering = "popularity"; };
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
   tooManyLayers = li.streamLayeredImage (common // { name = "li-test/many"; maxLayers = 126; });
 """
@@ -161,6 +172,20 @@ def test_include_store_paths_false_leaves_only_the_top_layer(user_flake, docker_
 
 def test_layering_strategy_auto(user_flake, docker_host):
     assert run(load(user_flake, "auto")).strip() == "ok"
+
+
+def store_layers(flake: Path, attr: str, tmp_path: Path) -> list[list[str]]:
+    built = nix("build", f".#{attr}.conf", "--no-write-lock-file", "-o", str(tmp_path / attr), cwd=flake)
+    assert built.returncode == 0, built.stderr
+    return json.loads(next(tmp_path.glob(f"{attr}*")).read_text())["store_layers"]
+
+
+def test_the_default_layering_is_stable(user_flake, tmp_path):
+    default = store_layers(user_flake, "layeringDefault", tmp_path)
+    names = [[p.partition("-")[2] for p in layer] for layer in default]
+    assert names[:3] == [["chain-big"], ["chain-lib"], ["chain-app"]]  # big and stable lowest
+    assert default == store_layers(user_flake, "layeringStable", tmp_path)
+    assert default != store_layers(user_flake, "layeringPopularity", tmp_path)
 
 
 def test_passthru_and_meta(user_flake):

@@ -1,0 +1,94 @@
+"""Layer reuse: the `stable` strategy against nixpkgs' two on the shared scenarios
+(tests/data/reuse: a base closure, one package bumped as Nix rebuilds it, one added),
+and the `diff` and `explain` commands that measure and show it."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from conftest import DATA, run_cli
+
+from layered_image.graph import load_graph
+from layered_image.layering import DEFAULT_STRATEGY, compute_layers
+from layered_image.resend import resend
+
+REUSE = DATA / "reuse"
+SCENARIOS = sorted(p for p in REUSE.glob("*.json") if p.name != "base.json")
+
+
+def mean_resend(strategy: str, max_layers: int) -> tuple[float, float]:
+    base = load_graph(REUSE / "base.json")
+    old_layers = compute_layers(base, strategy, max_layers)
+    registry, daemon = [], []
+    for scenario in SCENARIOS:
+        new = load_graph(scenario)
+        measured = resend(old_layers, compute_layers(new, strategy, max_layers),
+                          dict(zip(new.paths, new.nar_size, strict=True)), set(base.paths))  # fmt: skip
+        registry.append(measured.registry_new_bytes / measured.total_bytes)
+        daemon.append(measured.daemon_new_bytes / measured.total_bytes)
+    return statistics.mean(registry), statistics.mean(daemon)
+
+
+def test_stable_is_the_default():
+    assert DEFAULT_STRATEGY == "stable"
+    result = run_cli("layers", str(REUSE / "base.json"), "--max-layers", "20")
+    assert json.loads(result.stdout) == compute_layers(load_graph(REUSE / "base.json"), "stable", 20)
+
+
+def test_stable_meets_the_targets_at_99_layers():
+    registry, daemon = mean_resend("stable", 99)
+    assert registry <= 0.32 and daemon <= 0.45, (registry, daemon)
+
+
+@pytest.mark.parametrize("max_layers", [99, 20])
+def test_stable_beats_both_nixpkgs_algorithms_on_both_measures(max_layers):
+    registry, daemon = mean_resend("stable", max_layers)
+    for other in ("popularity", "auto"):
+        other_registry, other_daemon = mean_resend(other, max_layers)
+        assert registry < other_registry and daemon < other_daemon, (other, max_layers)
+
+
+def test_the_measures_by_hand():
+    old = [["/nix/store/a-libc"], ["/nix/store/b-app"], ["/nix/store/c-doc"]]
+    new = [["/nix/store/a-libc"], ["/nix/store/B-app"], ["/nix/store/c-doc"]]
+    sizes = {"/nix/store/a-libc": 10, "/nix/store/B-app": 5, "/nix/store/c-doc": 100}
+    measured = resend(old, new, sizes, {"/nix/store/a-libc", "/nix/store/b-app", "/nix/store/c-doc"})
+    assert (measured.total_bytes, measured.floor_bytes) == (115, 5)
+    assert measured.registry_new_bytes == 5  # only the changed layer's blob is missing
+    assert measured.daemon_new_bytes == 105  # the doc layer sits above the change
+
+
+def test_diff_prints_the_measures_as_json_and_as_a_table():
+    args = [str(REUSE / "base.json"), str(REUSE / "bump-nginx.json"), "--max-layers", "20"]
+    result = run_cli("diff", *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= {"total_bytes", "registry_new_bytes", "daemon_new_bytes", "floor_bytes", "layers"}
+    assert report["floor_bytes"] <= report["registry_new_bytes"] <= report["daemon_new_bytes"]
+    assert sum(layer["bytes"] for layer in report["layers"]) == report["total_bytes"]
+    assert len(report["layers"]) <= 20
+    table = run_cli("diff", *args, "--human").stdout.decode()
+    assert "registry re-send" in table and "daemon re-send" in table and "floor" in table
+
+
+@pytest.mark.parametrize("strategy", ["stable", "popularity", "auto"])
+def test_explain_gives_every_layer_its_paths_bytes_and_reason(strategy):
+    graph = load_graph(REUSE / "base.json")
+    args = ["explain", str(REUSE / "base.json"), "--strategy", strategy, "--max-layers", "12"]
+    report = json.loads(run_cli(*args, "--json").stdout)
+    layers = report["layers"]
+    assert [layer["paths"] for layer in layers] == compute_layers(graph, strategy, 12)
+    assert all(layer["reason"] and layer["bytes"] == sum(graph.size_of(p) for p in layer["paths"])
+               for layer in layers)  # fmt: skip
+    table = run_cli(*args).stdout.decode().splitlines()
+    assert len(table) == len(layers) + 2 and table[-1].startswith(f"{strategy}: {len(layers)} layers")
+
+
+def test_explain_and_diff_refuse_bad_graphs_in_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{")
+    for args in (["explain", str(bad)], ["diff", str(REUSE / "base.json"), str(bad)]):
+        result = run_cli(*args)
+        assert result.returncode == 1 and result.stderr.decode().count("\n") == 1
