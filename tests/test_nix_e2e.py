@@ -67,7 +67,9 @@ IMAGES = """
   chainLib = derivation { name = "chain-lib"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
     args = [ "-c" "echo lib > $out" ]; };
   chainBig = derivation { name = "chain-big"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
-    args = [ "-c" "${pkgs.coreutils}/bin/mkdir $out && ${pkgs.coreutils}/bin/head -c 1000000 /dev/zero > $out/data && echo ${chainLib} > $out/ref" ]; };
+    args = [ "-c" ''
+      ${pkgs.coreutils}/bin/mkdir $out && echo ${chainLib} > $out/ref
+      ${pkgs.coreutils}/bin/head -c 1000000 /dev/zero > $out/data'' ]; };
   chainApp = derivation { name = "chain-app"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
     args = [ "-c" "echo ${chainBig} ${chainLib} > $out" ]; };
   layeringDefault = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ]; };
