@@ -70,16 +70,17 @@ def main() -> None:
         file = Path(tempfile.mkdtemp()) / f"synthetic-{args.synthetic}.json"
         file.write_text(json.dumps(synthetic_graph(args.synthetic)))
         graphs.append(file)
-    print(f"{'graph':<28} {'paths':>6} {'json.load (floor)':>18} {'popularity':>16} {'auto':>16}")
+    strategies = ("popularity", "auto", "stable")
+    print(f"{'graph':<28} {'paths':>6} {'json.load (floor)':>18}" + "".join(f"{s:>17}" for s in strategies))
     for graph in graphs:
         paths = len(json.loads(graph.read_text()))
         floor, _ = timed([sys.executable, "-c", f"import json; json.load(open({str(graph)!r}))"])
         cells = []
-        for strategy in ("popularity", "auto"):
+        for strategy in strategies:
             command = [sys.executable, "-m", "layered_image", "layers", str(graph), "--strategy", strategy]
             seconds, rss = timed(command)
             cells.append(f"{seconds:6.2f} s {rss:4d} MB")
-        print(f"{graph.name:<28} {paths:>6} {floor:16.2f} s {cells[0]:>16} {cells[1]:>16}")
+        print(f"{graph.name:<28} {paths:>6} {floor:16.2f} s" + "".join(f"{cell:>17}" for cell in cells))
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"(peak RSS of any child: {usage.ru_maxrss // 1024} MB)")
 
