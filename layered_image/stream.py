@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -25,7 +26,8 @@ from layered_image.archive.oci import (
     write_oci_dir,
 )
 from layered_image.archive.output import Output, output_file
-from layered_image.archive.store_layer import StoreLayerPlan, plan_store_layer, stream_store_layer
+from layered_image.archive.planner import Planner
+from layered_image.archive.store_layer import layer_bytes
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
 from layered_image.progress import Progress
@@ -170,8 +172,8 @@ def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
     if args.format == "oci-dir" and not args.output:
         raise UserError("--format oci-dir needs -o DIRECTORY")
     with ExitStack() as resources:
-        layers, meta = plan_image(conf, resources)
         progress = Progress(None, quiet=args.quiet)
+        layers, meta = plan_image(conf, resources, sizes_first=progress.bar)
         if progress.bar:  # an ETA needs the total: plan every layer before the first byte
             progress.total = sum(layer.size for layer in layers)
         if not args.quiet:
@@ -213,7 +215,10 @@ def _write_image(
         raise UserError(f"cannot write the image{where}: {err.strerror}") from None
 
 
-def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource], ImageMeta]:
+def plan_image(
+    conf: StreamConf, resources: ExitStack, sizes_first: bool = False
+) -> tuple[list[LayerSource], ImageMeta]:
+    """The image's layers, ready to write; `sizes_first` when every size is wanted up front."""
     layers: list[LayerSource] = []
     config = conf.config
     store_layers = conf.store_layers
@@ -227,7 +232,7 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
         in_base = base.paths_under(conf.store_dir)  # already there: not stored again
         store_layers = [kept for paths in store_layers if (kept := [p for p in paths if p not in in_base])]
     base_layers = len(layers)
-    layers += [store_layer_source(conf, paths) for paths in store_layers]
+    layers += store_layer_sources(conf, store_layers, resources, sizes_first)
     if conf.customisation_layer:
         layers.append(customisation_layer(conf.customisation_layer))
     meta = ImageMeta(
@@ -243,22 +248,25 @@ def plan_image(conf: StreamConf, resources: ExitStack) -> tuple[list[LayerSource
     return layers, meta
 
 
-def store_layer_source(conf: StreamConf, paths: list[str]) -> LayerSource:
-    """Planned when first measured: usually just before it is written."""
-    for path in paths:  # a missing path is an error before the first byte, not in the middle
-        if not os.path.lexists(path):
-            raise UserError(f"store path {path} does not exist; build or fetch it first")
-    plans: list[StoreLayerPlan] = []
-
-    def measure() -> int:
-        plans.append(plan_store_layer(paths, conf.store_dir, conf.owner))
-        return plans[0].size
-
-    return LayerSource(
-        measure=measure,
-        chunks=lambda: stream_store_layer(plans[0]),
-        comment="store paths: " + " ".join(paths),
-    )
+def store_layer_sources(
+    conf: StreamConf, layers: list[list[str]], resources: ExitStack, sizes_first: bool
+) -> list[LayerSource]:
+    """Planned in a second process (planner.py), in order, as the layers are written."""
+    for paths in layers:  # a missing path is an error before the first byte, not in the middle
+        for path in paths:
+            if not os.path.lexists(path):
+                raise UserError(f"store path {path} does not exist; build or fetch it first")
+    if not layers:
+        return []
+    planner = resources.enter_context(Planner(layers, conf.store_dir, conf.owner, sizes_first))
+    return [
+        LayerSource(
+            measure=functools.partial(planner.size, number),
+            chunks=functools.partial(lambda number: layer_bytes(planner.items(number)), number),
+            comment="store paths: " + " ".join(paths),
+        )
+        for number, paths in enumerate(layers)
+    ]
 
 
 def _silence_stdout() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from layered_image.archive.output import FileSpan
@@ -58,31 +58,46 @@ def plan_store_layer(paths: list[str], store_dir: str, owner: Owner) -> StoreLay
     return StoreLayerPlan(paths, planned, offset + len(end_of_archive(offset)))
 
 
+Item = tuple[bytes, bytes, int, bytes]  # header bytes, source file, data size, member kind
+RAW = b""  # an item that is bytes only (the end-of-archive blocks)
+
+
 def stream_store_layer(plan: StoreLayerPlan) -> Iterator[bytes | FileSpan]:
-    """The layer tar's bytes, in pieces of about CHUNK bytes (small files are batched)."""
+    return layer_bytes(layer_items(plan))
+
+
+def layer_items(plan: StoreLayerPlan) -> Iterator[Item]:
+    """The layer as headers and the files their data comes from: all the metadata work,
+    which can run apart from the reading (see planner.py)."""
     offset = 0
-    batch: list[bytes] = []
-    batched = 0
     for member, source in plan.members:
         head = header(member)
         offset += len(head) + member.size + (-member.size % BLOCK)
-        if member.kind != REGULAR:
+        yield head, source, member.size, member.kind
+    yield end_of_archive(offset), b"", 0, RAW
+
+
+def layer_bytes(items: Iterable[Item]) -> Iterator[bytes | FileSpan]:
+    """The layer tar's bytes, in pieces of about CHUNK bytes (small files are batched)."""
+    batch: list[bytes] = []
+    batched = 0
+    for head, source, size, kind in items:
+        if kind != REGULAR:
             batch.append(head)
             batched += len(head)
-        elif member.size <= SMALL_FILE:
-            data = _small_file(source, member.size)
-            batch += (head, data, padding(member.size))
+        elif size <= SMALL_FILE:
+            data = _small_file(source, size)
+            batch += (head, data, padding(size))
             batched += len(head) + len(data)
         else:
             yield b"".join(batch)
             batch, batched = [], 0
             yield head
-            yield _open_file(source, member.size)
-            yield padding(member.size)
+            yield _open_file(source, size)
+            yield padding(size)
         if batched >= CHUNK:
             yield b"".join(batch)
             batch, batched = [], 0
-    batch.append(end_of_archive(offset))
     yield b"".join(batch)
 
 
