@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import mmap
 import os
 import queue
 import stat
@@ -22,6 +23,7 @@ from layered_image.errors import StoreChangedError, UserError
 from layered_image.progress import Progress
 
 FLUSH_AT = 1 << 20
+MAP_WINDOW = 8 << 20  # of a big file, mapped at once to be hashed without a copy
 DIRECT_AT = 256 << 10  # bytes this large are sent as they are, not copied into a buffer
 
 
@@ -86,7 +88,7 @@ class Output:
 
     def write(self, data: bytes | memoryview | FileSpan) -> None:
         self.offset += len(data)
-        if isinstance(data, FileSpan) or (len(data) >= DIRECT_AT and isinstance(data, bytes)):
+        if isinstance(data, FileSpan) or (len(data) >= DIRECT_AT and not isinstance(data, bytearray)):
             self.flush()
             self._send(data)
             return
@@ -146,6 +148,9 @@ class Output:
         self.queue.task_done()
 
     def _copy_file(self, span: FileSpan, hasher: Any) -> None:
+        if self.splice:  # hash straight from the page cache, then move the pages
+            self._map_and_splice(span, hasher)
+            return
         view = memoryview(self.buffer)
         done = 0
         while done < span.size:
@@ -159,6 +164,18 @@ class Output:
             else:
                 self._write_all(view[:got])
             done += got
+
+    def _map_and_splice(self, span: FileSpan, hasher: Any) -> None:
+        """A window of the file mapped at a time (memory stays bounded), hashed, spliced."""
+        for offset in range(0, span.size, MAP_WINDOW):
+            length = min(MAP_WINDOW, span.size - offset)
+            if hasher is not None:
+                try:
+                    with mmap.mmap(span.fd, length, prot=mmap.PROT_READ, offset=offset) as window:
+                        hasher.update(window)
+                except ValueError:  # mmap length is greater than file size: it shrank
+                    raise StoreChangedError(f"{span.name} shrank while the image was streamed") from None
+            self._splice_all(span, offset, length)
 
     def _splice_all(self, span: FileSpan, offset: int, count: int) -> None:
         """Move file pages into the pipe without copying them through user space."""

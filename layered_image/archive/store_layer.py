@@ -77,28 +77,70 @@ def layer_items(plan: StoreLayerPlan) -> Iterator[Item]:
     yield end_of_archive(offset), b"", 0, RAW
 
 
-def layer_bytes(items: Iterable[Item]) -> Iterator[bytes | FileSpan]:
-    """The layer tar's bytes, in pieces of about CHUNK bytes (small files are batched)."""
-    batch: list[bytes] = []
-    batched = 0
+def layer_bytes(items: Iterable[Item]) -> Iterator[memoryview | bytes | FileSpan]:
+    """The layer tar's bytes: headers and small files read straight into batches of about
+    CHUNK bytes (no copy besides the read), big files handed over open."""
+    batch = _Batch()
     for head, source, size, kind in items:
-        if kind != REGULAR:
-            batch.append(head)
-            batched += len(head)
-        elif size <= SMALL_FILE:
-            data = _small_file(source, size)
-            batch += (head, data, padding(size))
-            batched += len(head) + len(data)
-        else:
-            yield b"".join(batch)
-            batch, batched = [], 0
+        if kind == REGULAR and size > SMALL_FILE:
+            yield batch.take()
             yield head
             yield _open_file(source, size)
             yield padding(size)
-        if batched >= CHUNK:
-            yield b"".join(batch)
-            batch, batched = [], 0
-    yield b"".join(batch)
+            continue
+        batch.add(head)
+        if kind == REGULAR:
+            batch.read_file(source, size)
+        if batch.full():
+            yield batch.take()
+    yield batch.take()
+
+
+class _Batch:
+    """A fresh zeroed buffer per batch (so padding is already there); handed over whole."""
+
+    CAPACITY = CHUNK + SMALL_FILE + 64 * BLOCK  # a header set and a small file past CHUNK
+
+    def __init__(self) -> None:
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.buffer = bytearray(self.CAPACITY)
+        self.view = memoryview(self.buffer)
+        self.used = 0
+
+    def add(self, data: bytes) -> None:
+        if self.used + len(data) > self.CAPACITY:  # only for very long names: grow
+            self.buffer.extend(bytes(len(data)))
+            self.view = memoryview(self.buffer)
+        self.view[self.used : self.used + len(data)] = data
+        self.used += len(data)
+
+    def read_file(self, source: bytes, size: int) -> None:
+        """The whole file, asking for one byte more (which shows whether it grew), then padding."""
+        if self.used + size + 1 + BLOCK > len(self.buffer):
+            self.buffer.extend(bytes(size + 1 + BLOCK))
+            self.view = memoryview(self.buffer)
+        fd = _open(source)
+        try:
+            got = os.readv(fd, [self.view[self.used : self.used + size + 1]])
+        except OSError as err:  # EISDIR: a directory now stands where the file was
+            raise StoreChangedError(f"{_name(source)} is no longer a file ({err.strerror})") from None
+        finally:
+            os.close(fd)
+        if got != size:
+            raise StoreChangedError(f"{_name(source)} changed size since the layer was planned")
+        end = self.used + size + (-size % BLOCK)
+        self.view[self.used + size : end] = padding(size)  # over the extra byte asked for
+        self.used = end
+
+    def full(self) -> bool:
+        return self.used >= CHUNK
+
+    def take(self) -> memoryview:
+        taken = self.view[: self.used]
+        self._fresh()
+        return taken
 
 
 def members(paths: list[str], store_dir: str, owner: Owner) -> Iterator[tuple[Member, bytes]]:
@@ -153,20 +195,6 @@ def stat_member(name: bytes, source: bytes, info: os.stat_result, common: dict) 
     if stat.S_ISREG(mode):
         return Member(name=name, kind=REGULAR, mode=mode & 0o7777, size=info.st_size, **common)
     raise UserError(f"{source.decode(errors='replace')}: not a file, directory or symlink; cannot be stored")
-
-
-def _small_file(source: bytes, size: int) -> bytes:
-    """The whole file in one read; asking for one byte more shows whether it grew."""
-    fd = _open(source)
-    try:
-        data = os.read(fd, size + 1)
-    except OSError as err:  # EISDIR: a directory now stands where the file was
-        raise StoreChangedError(f"{_name(source)} is no longer a file ({err.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) != size:
-        raise StoreChangedError(f"{_name(source)} changed size since the layer was planned")
-    return data
 
 
 def _open_file(source: bytes, size: int) -> FileSpan:
