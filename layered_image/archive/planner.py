@@ -49,8 +49,8 @@ class Planner:
 
     def __exit__(self, *_: object) -> None:
         self.connection.close()
-        if self.process.is_alive():
-            self.process.terminate()
+        if self.process.is_alive():  # it only reads: nothing to clean up, and a forked child
+            self.process.kill()  # may still have our SIGTERM handler, which would print
         self.process.join()
 
     def size(self, layer: int) -> int:
@@ -84,7 +84,7 @@ class Planner:
 def _plan(out: Connection, layers: list[list[str]], store_dir: str, owner: Owner, sizes_first: bool) -> None:
     """The child: plan each layer, send its size, then its items; errors as one message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked child has the parent's handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child has the parent's handler
     with contextlib.suppress(BrokenPipeError, EOFError, OSError):  # the parent went away
         try:
             # Plan ahead in a thread: while a layer's items wait for room in the pipe,
