@@ -430,3 +430,17 @@ def test_store_paths_already_in_the_base_are_not_stored_again(tmp_path, fake_sto
         names = tar.getnames()
     assert not any(name.startswith(paths[0]) for name in names)
     assert any(name.startswith(paths[1]) for name in names)
+
+
+def test_an_error_found_while_planning_is_one_line(tmp_path, fake_store):
+    """Planning runs in a second process: its errors still reach the user as one line."""
+    layers = layers_of(fake_store)
+    odd = fake_store / "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-odd"
+    odd.mkdir()
+    os.mkfifo(odd / "pipe")
+    conf = make_conf(tmp_path, [*layers, [str(odd)]], store_dir=str(fake_store))
+    result = run_cli("stream", str(conf), "-q", "-o", str(tmp_path / "out.tar"))
+    error = result.stderr.decode()
+    assert result.returncode == 1 and error.count("\n") == 1, error
+    assert f"{odd}/pipe: not a file, directory or symlink" in error
+    assert not (tmp_path / "out.tar").exists()
