@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -31,8 +32,8 @@ def conf(tmp_path: Path, fake_store: Path) -> Path:
     return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store))
 
 
-def push(conf: Path, host: str, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli("push", str(conf), f"docker://{host}/test/image:1", "--tls-verify=false", *extra)
+def push(conf: Path, host: str, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    return run_cli("push", str(conf), f"docker://{host}/test/image:1", "--tls-verify=false", *extra, **kwargs)
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:
@@ -105,6 +106,11 @@ def test_credentials_from_creds_and_authfile(tmp_path, conf, auth_registry):
     authfile.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
     again = push(conf, host, "--authfile", str(authfile))
     assert again.returncode == 0 and "0 blobs pushed" in again.stderr.decode()
+    home = tmp_path / "home"  # the usual files: podman's auth.json, then docker's config.json
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(authfile.read_text())
+    usual = push(conf, host, env=os.environ | {"HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")})
+    assert usual.returncode == 0, usual.stderr.decode()
 
 
 @pytest.mark.parametrize("fault", ["500", "reset"])
