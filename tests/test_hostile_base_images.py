@@ -127,9 +127,30 @@ HOSTILE: dict[str, tuple[Callable[[Parts], bytes], str]] = {
     "gzip garbage": (lambda parts: b"\x1f\x8b\x08\x00" + b"\x07" * 500, "corrupt compressed archive"),
     "gzip truncated": (gzip_truncated, "corrupt compressed archive"),
     "no manifest.json": (lambda parts: parts.build(parts.members()[:-1]), "no member 'manifest.json'"),
-    "OCI archive, no manifest.json": (
+    "OCI archive, empty index": (
         lambda parts: parts.build([("oci-layout", b"{}"), ("index.json", b"{}"), *parts.members()[:-1]]),
-        "skopeo copy oci-archive:",
+        "index.json lists no manifests",
+    ),
+    "OCI archive, a nested index": (
+        lambda parts: parts.build(
+            [
+                (
+                    "index.json",
+                    json.dumps(
+                        {
+                            "manifests": [
+                                {
+                                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                                    "digest": "sha256:00",
+                                }
+                            ]
+                        }
+                    ).encode(),
+                ),
+                *parts.members()[:-1],
+            ]
+        ),
+        "not an image manifest",
     ),
     "manifest not JSON": (lambda parts: replace_member(parts, "manifest.json", b"[{"), "not valid JSON"),
     "manifest an object": (

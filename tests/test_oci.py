@@ -152,3 +152,25 @@ def test_skopeo_copies_the_oci_archive_back_with_the_same_diff_ids(tmp_path, bus
         manifest = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
         digests = [hashlib.sha256(tar.extractfile(n).read()).hexdigest() for n in manifest["Layers"]]  # type: ignore[union-attr]
     assert ["sha256:" + d for d in digests] == config["rootfs"]["diff_ids"]
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_an_oci_archive_without_manifest_json_is_a_base_image(tmp_path, fake_store, compression):
+    """As skopeo writes oci-archive: only the OCI layout; the tag comes from index.json."""
+    paths = sorted(str(p) for p in fake_store.iterdir())
+    base_conf = make_conf(tmp_path, [[paths[0]]], store_dir=str(fake_store), config={"Env": ["FROM=base"]},
+                          repo_tag="base:7")  # fmt: skip
+    files = members(oci_archive(base_conf, compression))
+    base = tmp_path / "base-oci.tar"
+    with tarfile.open(base, "w") as tar:
+        for name, data in files.items():
+            if name != "manifest.json":
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    conf = make_conf(tmp_path, [paths[1:]], store_dir=str(fake_store), from_image=str(base),
+                     from_image_tag="base:7")  # fmt: skip
+    image = members(run_cli("stream", str(conf), "-q").stdout)
+    [entry] = json.loads(image["manifest.json"])
+    config = json.loads(image[entry["Config"]])
+    assert len(entry["Layers"]) == 2 and config["config"]["Env"] == ["FROM=base"]

@@ -29,6 +29,10 @@ from layered_image.errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+IMAGE_MANIFESTS = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
 MAX_JSON = 16 << 20  # manifest.json and configs are small; refuse anything absurd
 
 
@@ -82,11 +86,9 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
     archive = resources.enter_context(_open_archive(path, where))
     members = _index_members(archive, where)
     if "manifest.json" not in members and "index.json" in members:
-        raise BaseImageError(
-            f"{where}: an OCI archive without the docker manifest.json; convert it with"
-            " `skopeo copy oci-archive:FILE docker-archive:FILE.tar`"
-        )
-    manifest = _read_json(archive, members, "manifest.json", where)
+        manifest = _docker_manifest_of_oci_layout(archive, members, where)
+    else:
+        manifest = _read_json(archive, members, "manifest.json", where)
     entry = _choose_image(manifest, tag, where)
     config = _read_json(archive, members, _member_name(entry.get("Config"), where), where)
     layer_names = entry.get("Layers")
@@ -188,6 +190,42 @@ def _read_json(archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], na
         return json.loads(data)
     except (ValueError, RecursionError) as err:
         raise BaseImageError(f"{where}: {name} is not valid JSON ({err})") from None
+
+
+def _docker_manifest_of_oci_layout(
+    archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], where: str
+) -> list[dict[str, Any]]:
+    """An OCI archive (skopeo's oci-archive:) read as the docker manifest.json it lacks:
+    one entry per image manifest in index.json, named by its ref.name annotations."""
+    index = _read_json(archive, members, "index.json", where)
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise BaseImageError(f"{where}: index.json lists no manifests")
+    images = []
+    for descriptor in entries:
+        kind = descriptor.get("mediaType") if isinstance(descriptor, dict) else descriptor
+        if kind not in IMAGE_MANIFESTS:
+            raise BaseImageError(
+                f"{where}: index.json names a {kind!r}, not an image manifest (a multi-platform"
+                " index?); copy one platform out with skopeo first"
+            )
+        manifest = _read_json(archive, members, _blob_name(descriptor, where), where)
+        layers = manifest.get("layers") if isinstance(manifest, dict) else None
+        if not isinstance(layers, list) or not isinstance(manifest.get("config"), dict):
+            raise BaseImageError(f"{where}: manifest {descriptor.get('digest')} has no config and layers")
+        names = descriptor.get("annotations") if isinstance(descriptor.get("annotations"), dict) else {}
+        keys = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+        tags = [names[key] for key in keys if isinstance(names.get(key), str)]
+        images.append({"Config": _blob_name(manifest["config"], where), "RepoTags": tags,
+                       "Layers": [_blob_name(layer, where) for layer in layers]})  # fmt: skip
+    return images
+
+
+def _blob_name(descriptor: Any, where: str) -> str:
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    if not isinstance(digest, str) or not digest.startswith("sha256:") or "/" in digest:
+        raise BaseImageError(f"{where}: a descriptor without a sha256 digest: {descriptor!r:.100}")
+    return f"blobs/sha256/{digest.removeprefix('sha256:')}"
 
 
 def _choose_image(manifest: Any, tag: str | None, where: str) -> dict[str, Any]:
