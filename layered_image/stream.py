@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layered_image.archive.base_image import check_platform, inherit_config, open_base_image
 from layered_image.archive.compression import COMPRESSIONS
@@ -27,12 +28,13 @@ from layered_image.archive.oci import (
 )
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.planner import Planner
-from layered_image.archive.store_layer import layer_bytes
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
 from layered_image.progress import Progress
-from layered_image.registry.client import Registry
-from layered_image.registry.reference import Reference
+
+if TYPE_CHECKING:  # the registry client (http.client, ssl) is imported only by push and index
+    from layered_image.registry.client import Registry
+    from layered_image.registry.reference import Reference
 
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 
@@ -107,6 +109,7 @@ def _oci_image(conf: StreamConf, compression: str, scratch: Path, resources: Exi
 
 
 def _registry(args: argparse.Namespace) -> tuple[Reference, Registry, Callable[[str], None]]:
+    from layered_image.registry.client import Registry
     from layered_image.registry.credentials import find_credentials
     from layered_image.registry.reference import parse_reference
 
@@ -262,7 +265,7 @@ def store_layer_sources(
     return [
         LayerSource(
             measure=functools.partial(planner.size, number),
-            chunks=functools.partial(lambda number: layer_bytes(planner.items(number)), number),
+            chunks=functools.partial(planner.chunks, number),
             comment="store paths: " + " ".join(paths),
         )
         for number, paths in enumerate(layers)

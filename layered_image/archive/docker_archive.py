@@ -31,8 +31,9 @@ def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta
     image_id = hashlib.sha256(config).hexdigest()
     manifest = [{"Config": f"{image_id}.json", "RepoTags": [meta.repo_tag], "Layers": names}]
     out.progress.step("config and manifest")
-    _write_small(out, f"{image_id}.json", config, meta.mtime)
-    _write_small(out, "manifest.json", json.dumps(manifest, separators=(",", ":")).encode(), meta.mtime)
+    out.write_file(f"{image_id}.json", len(config), [config], meta.mtime)
+    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+    out.write_file("manifest.json", len(manifest_bytes), [manifest_bytes], meta.mtime)
     out.write(end_of_archive(out.offset))
     out.finish()
     return image_id
@@ -54,9 +55,3 @@ def _write_layer(out: Output, name: str, layer: LayerSource, mtime: int) -> str:
     if layer.expected_digest and layer.expected_digest != hex_digest:
         raise UserError(f"layer {name} ({layer.comment[:100]}) does not match its recorded checksum")
     return hex_digest
-
-
-def _write_small(out: Output, name: str, data: bytes, mtime: int) -> None:
-    out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=len(data), mtime=mtime)))
-    out.write(data)
-    out.write(padding(len(data)))

@@ -21,7 +21,7 @@ from layered_image.archive.blobs import Blob, json_blob, spool_layer
 from layered_image.archive.image import ImageMeta, canonical_json, image_config
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
-from layered_image.archive.tar import DIRECTORY, REGULAR, Member, end_of_archive, header, padding
+from layered_image.archive.tar import DIRECTORY, Member, end_of_archive, header
 from layered_image.errors import UserError
 from layered_image.progress import Progress
 
@@ -93,19 +93,16 @@ def write_oci_archive(out: Output, image: OciImage, mtime: int) -> None:
     for blob in image.blobs():
         if blob.digest not in written:  # two identical layers are one blob
             written.add(blob.digest)
-            _write_member(out, f"blobs/sha256/{blob.hex}", blob, mtime)
-    _write_member(out, "oci-layout", json_blob(OCI_LAYOUT, ""), mtime)
-    _write_member(out, "index.json", json_blob(index_json([index_entry(image)]), ""), mtime)
-    _write_member(out, "manifest.json", json_blob(docker_manifest(image), ""), mtime)
+            out.write_file(f"blobs/sha256/{blob.hex}", blob.size, blob.read(), mtime)
+    _write_bytes(out, "oci-layout", OCI_LAYOUT, mtime)
+    _write_bytes(out, "index.json", index_json([index_entry(image)]), mtime)
+    _write_bytes(out, "manifest.json", docker_manifest(image), mtime)
     out.write(end_of_archive(out.offset))
     out.finish()
 
 
-def _write_member(out: Output, name: str, blob: Blob, mtime: int) -> None:
-    out.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=blob.size, mtime=mtime)))
-    for chunk in blob.read():
-        out.write(chunk)
-    out.write(padding(blob.size))
+def _write_bytes(out: Output, name: str, data: bytes, mtime: int) -> None:
+    out.write_file(name, len(data), [data], mtime)
 
 
 def write_oci_dir(image: OciImage, directory: Path) -> None:

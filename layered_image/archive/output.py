@@ -15,10 +15,11 @@ import queue
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from layered_image.archive.tar import REGULAR, Member, header, padding
 from layered_image.errors import StoreChangedError, UserError
 from layered_image.progress import Progress
 
@@ -95,6 +96,13 @@ class Output:
         self.pending += data
         if len(self.pending) >= FLUSH_AT:
             self.flush()
+
+    def write_file(self, name: str, size: int, chunks: Iterable[bytes], mtime: int) -> None:
+        """A read-only regular member of the archive holding `chunks` (`size` bytes in all)."""
+        self.write(header(Member(name=name.encode(), kind=REGULAR, mode=0o444, size=size, mtime=mtime)))
+        for chunk in chunks:
+            self.write(chunk)
+        self.write(padding(size))
 
     def flush(self) -> None:
         if self.pending:

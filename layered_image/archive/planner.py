@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from layered_image.archive.store_layer import Item, Owner, layer_items, plan_store_layer
+from layered_image.archive.output import FileSpan
+from layered_image.archive.store_layer import Item, Owner, layer_bytes, layer_items, plan_store_layer
 from layered_image.errors import StoreChangedError, UserError
 
 BATCH = 1024  # items per message
@@ -65,6 +66,10 @@ class Planner:
                 self._receive()
                 continue
             yield from queue.popleft()
+
+    def chunks(self, layer: int) -> Iterator[memoryview | bytes | FileSpan]:
+        """The layer's bytes: its items, with the files they name read here."""
+        return layer_bytes(self.items(layer))
 
     def _receive(self) -> None:
         try:
