@@ -174,16 +174,24 @@ class Output:
             done += got
 
     def _map_and_splice(self, span: FileSpan, hasher: Any) -> None:
-        """A window of the file mapped at a time (memory stays bounded), hashed, spliced."""
+        """A window of the file mapped at a time (memory stays bounded), then hashed and
+        spliced a pipe's worth at a time: the reader hashes one piece while we hash the next
+        (whole windows would leave one of us idle)."""
         for offset in range(0, span.size, MAP_WINDOW):
             length = min(MAP_WINDOW, span.size - offset)
-            if hasher is not None:
-                try:
-                    with mmap.mmap(span.fd, length, prot=mmap.PROT_READ, offset=offset) as window:
-                        hasher.update(window)
-                except ValueError:  # mmap length is greater than file size: it shrank
-                    raise StoreChangedError(f"{span.name} shrank while the image was streamed") from None
-            self._splice_all(span, offset, length)
+            if hasher is None:
+                self._splice_all(span, offset, length)
+                continue
+            try:
+                window = mmap.mmap(span.fd, length, prot=mmap.PROT_READ, offset=offset)
+            except ValueError:  # mmap length is greater than file size: it shrank
+                raise StoreChangedError(f"{span.name} shrank while the image was streamed") from None
+            with window, memoryview(window) as view:
+                for start in range(0, length, FLUSH_AT):
+                    piece = view[start : start + FLUSH_AT]
+                    hasher.update(piece)
+                    piece.release()
+                    self._splice_all(span, offset + start, min(FLUSH_AT, length - start))
 
     def _splice_all(self, span: FileSpan, offset: int, count: int) -> None:
         """Move file pages into the pipe without copying them through user space."""

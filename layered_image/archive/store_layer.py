@@ -23,9 +23,9 @@ from layered_image.archive.tar import (
     REGULAR,
     SYMLINK,
     Member,
+    OwnerFields,
     end_of_archive,
-    header,
-    member_size,
+    owner_fields,
     padding,
 )
 from layered_image.errors import StoreChangedError, UserError
@@ -44,18 +44,23 @@ class Owner:
     uname: str = "root"
     gname: str = "root"
 
+    def fields(self) -> OwnerFields:
+        return owner_fields(self.mtime, self.uid, self.gid, self.uname.encode(), self.gname.encode())
+
 
 @dataclass
 class StoreLayerPlan:
     paths: list[str]
     members: list[tuple[Member, bytes]]  # with the file each comes from
     size: int  # of the whole layer tar
+    fields: OwnerFields  # mtime and owner, laid out once for every header
 
 
 def plan_store_layer(paths: list[str], store_dir: str, owner: Owner) -> StoreLayerPlan:
+    fields = owner.fields()
     planned = list(members(paths, store_dir, owner))
-    offset = sum(member_size(member) for member, _ in planned)
-    return StoreLayerPlan(paths, planned, offset + len(end_of_archive(offset)))
+    offset = sum([fields.size(member) for member, _ in planned])
+    return StoreLayerPlan(paths, planned, offset + len(end_of_archive(offset)), fields)
 
 
 Item = tuple[bytes, bytes, int, bytes]  # header bytes, source file, data size, member kind
@@ -69,7 +74,7 @@ def stream_store_layer(plan: StoreLayerPlan) -> Iterator[bytes | FileSpan]:
 def layer_items(plan: StoreLayerPlan) -> Iterator[Item]:
     """The layer as headers and the files their data comes from: all the metadata work,
     which can run apart from the reading (see planner.py)."""
-    offset = 0
+    offset, header = 0, plan.fields.header
     for member, source in plan.members:
         head = header(member)
         offset += len(head) + member.size + (-member.size % BLOCK)
@@ -97,30 +102,54 @@ def layer_bytes(items: Iterable[Item]) -> Iterator[memoryview | bytes | FileSpan
 
 
 class _Batch:
-    """A fresh zeroed buffer per batch (so padding is already there); handed over whole."""
+    """Headers and small files gathered into one buffer, handed over whole as a memoryview.
+
+    Buffers are reused round a small pool once whoever took them has let go (the writer
+    thread's queue is bounded, so that is soon); a buffer still referenced is left alone and a
+    new one made. Every byte handed over is written first: reuse never leaks old bytes."""
 
     CAPACITY = CHUNK + SMALL_FILE + 64 * BLOCK  # a header set and a small file past CHUNK
+    POOL = 16  # more than the writer's queue holds: fresh pages cost more than the data
 
     def __init__(self) -> None:
+        self.pool: list[bytearray] = []
+        self.turn = 0
         self._fresh()
 
     def _fresh(self) -> None:
-        self.buffer = bytearray(self.CAPACITY)
+        self.buffer = self._free_buffer()
         self.view = memoryview(self.buffer)
         self.used = 0
 
+    def _free_buffer(self) -> bytearray:
+        if len(self.pool) < self.POOL:
+            self.pool.append(bytearray(self.CAPACITY))
+            return self.pool[-1]
+        self.turn = (self.turn + 1) % self.POOL
+        buffer = self.pool[self.turn]
+        try:  # a bytearray that anyone still views cannot change size
+            buffer.append(0)
+        except BufferError:
+            buffer = self.pool[self.turn] = bytearray(self.CAPACITY)
+        else:
+            del buffer[-1]
+        return buffer
+
     def add(self, data: bytes) -> None:
-        if self.used + len(data) > self.CAPACITY:  # only for very long names: grow
-            self.buffer.extend(bytes(len(data)))
-            self.view = memoryview(self.buffer)
+        if self.used + len(data) > len(self.buffer):  # only for very long names: grow
+            self._grow(len(data))
         self.view[self.used : self.used + len(data)] = data
         self.used += len(data)
+
+    def _grow(self, extra: int) -> None:
+        self.view.release()
+        self.buffer.extend(bytes(extra))
+        self.view = memoryview(self.buffer)
 
     def read_file(self, source: bytes, size: int) -> None:
         """The whole file, asking for one byte more (which shows whether it grew), then padding."""
         if self.used + size + 1 + BLOCK > len(self.buffer):
-            self.buffer.extend(bytes(size + 1 + BLOCK))
-            self.view = memoryview(self.buffer)
+            self._grow(size + 1 + BLOCK)
         fd = _open(source)
         try:
             got = os.readv(fd, [self.view[self.used : self.used + size + 1]])
@@ -139,21 +168,16 @@ class _Batch:
 
     def take(self) -> memoryview:
         taken = self.view[: self.used]
+        self.view.release()  # `taken` alone now holds the buffer
         self._fresh()
         return taken
 
 
 def members(paths: list[str], store_dir: str, owner: Owner) -> Iterator[tuple[Member, bytes]]:
     """Every member of the layer with the file it comes from, in nixpkgs' order."""
-    common = {
-        "mtime": owner.mtime,
-        "uid": owner.uid,
-        "gid": owner.gid,
-        "uname": owner.uname.encode(),
-        "gname": owner.gname.encode(),
-    }
+    common = (owner.mtime, owner.uid, owner.gid, owner.uname.encode(), owner.gname.encode())
     for directory in _parents(store_dir):
-        yield Member(name=directory + b"/", kind=DIRECTORY, mode=0o755, **common), b""
+        yield Member(directory + b"/", DIRECTORY, 0o755, 0, b"", *common), b""
     for path in paths:
         for source, info in walk(os.fsencode(path)):
             yield stat_member(source, source, info, common), source
@@ -177,23 +201,25 @@ def walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
         path, info = stack.pop()
         yield path, info
         if stat.S_ISDIR(info.st_mode):
-            children = []
             with os.scandir(path) as entries:
-                for entry in entries:
-                    children.append((entry.name, entry.path, entry.stat(follow_symlinks=False)))
-            children.sort(key=lambda child: child[0].decode("utf-8", "surrogateescape"), reverse=True)
-            stack.extend((child_path, child_info) for _, child_path, child_info in children)
+                children = [(entry.name, entry.path, entry.stat(follow_symlinks=False)) for entry in entries]
+            if all(name.isascii() for name, _, _ in children):  # bytes sort as the text does
+                children.sort(reverse=True)
+            else:
+                children.sort(key=lambda child: child[0].decode("utf-8", "surrogateescape"), reverse=True)
+            stack.extend([(child_path, child_info) for _, child_path, child_info in children])
 
 
-def stat_member(name: bytes, source: bytes, info: os.stat_result, common: dict) -> Member:
-    """The member for the file at `source`, named `name`, with `common` (mtime, owner)."""
+def stat_member(name: bytes, source: bytes, info: os.stat_result, common: tuple) -> Member:
+    """The member for the file at `source`, named `name`, with `common`: mtime, uid, gid,
+    uname, gname (positional: this runs once per file)."""
     mode = info.st_mode
-    if stat.S_ISDIR(mode):
-        return Member(name=name + b"/", kind=DIRECTORY, mode=mode & 0o7777, **common)
-    if stat.S_ISLNK(mode):
-        return Member(name=name, kind=SYMLINK, mode=mode & 0o7777, linkname=os.readlink(source), **common)
     if stat.S_ISREG(mode):
-        return Member(name=name, kind=REGULAR, mode=mode & 0o7777, size=info.st_size, **common)
+        return Member(name, REGULAR, mode & 0o7777, info.st_size, b"", *common)
+    if stat.S_ISDIR(mode):
+        return Member(name + b"/", DIRECTORY, mode & 0o7777, 0, b"", *common)
+    if stat.S_ISLNK(mode):
+        return Member(name, SYMLINK, mode & 0o7777, 0, os.readlink(source), *common)
     raise UserError(f"{source.decode(errors='replace')}: not a file, directory or symlink; cannot be stored")
 
 

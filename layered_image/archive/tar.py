@@ -39,21 +39,12 @@ class Member:  # streaming makes one per file
 
 def header(member: Member) -> bytes:
     """The header block(s) for `member`: a pax extended header when needed, then ustar."""
-    fields = _owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname)
-    return fields.header(member)
+    return owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname).header(member)
 
 
 def member_size(member: Member) -> int:
     """Bytes `member` takes in the archive: header(s) plus data padded to whole blocks."""
-    taken = BLOCK + member.size + (-member.size % BLOCK)
-    fields = _owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname)
-    if not fields.records and _fits_ustar(member):
-        return taken
-    if not fields.records and _only_long_path(member):
-        body = len(_pax_record(b"path", member.name))
-        return taken + BLOCK + body + (-body % BLOCK)
-    body = len(_pax_body(_pax_records(member)))
-    return taken + BLOCK + body + (-body % BLOCK)
+    return owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname).size(member)
 
 
 def _only_long_path(member: Member) -> bool:
@@ -75,7 +66,7 @@ def _fits_ustar(member: Member) -> bool:
 _MAX_SIZE = 8**11
 
 
-class _OwnerFields:
+class OwnerFields:
     """The header fields every member of a layer shares (mtime and owner), laid out once:
     building headers is most of the CPU time of streaming many small files."""
 
@@ -87,6 +78,17 @@ class _OwnerFields:
         self.mtime = _octal(0 if "mtime" in self.records else mtime, 12)
         self.tail = MAGIC + _text(uname, 32) + _text(gname, 32) + b"\0" * (8 + 8 + 155 + 12)
         self.fixed_sum = sum(self.ids) + sum(self.mtime) + sum(self.tail) + 8 * ord(" ")
+
+    def size(self, member: Member) -> int:
+        """Bytes `member` (with these fields) takes: header(s), data, padding."""
+        taken = BLOCK + member.size + (-member.size % BLOCK)
+        if not self.records and _fits_ustar(member):
+            return taken
+        if not self.records and _only_long_path(member):
+            body = len(_pax_record(b"path", member.name))
+            return taken + BLOCK + body + (-body % BLOCK)
+        body = len(_pax_body(_pax_records(member)))
+        return taken + BLOCK + body + (-body % BLOCK)
 
     def header(self, member: Member) -> bytes:
         if not self.records and _fits_ustar(member):
@@ -125,8 +127,9 @@ class _OwnerFields:
 
 
 @lru_cache(maxsize=64)
-def _owner_fields(mtime: int, uid: int, gid: int, uname: bytes, gname: bytes) -> _OwnerFields:
-    return _OwnerFields(mtime, uid, gid, uname, gname)
+def owner_fields(mtime: int, uid: int, gid: int, uname: bytes, gname: bytes) -> OwnerFields:
+    """The shared fields laid out once; a store layer asks for them once, not per member."""
+    return OwnerFields(mtime, uid, gid, uname, gname)
 
 
 @lru_cache(maxsize=256)
@@ -199,7 +202,7 @@ def _pax_body(records: dict[str, bytes]) -> bytes:
 
 @lru_cache(maxsize=1024)
 def _pax_ustar(size: int) -> bytes:
-    return _owner_fields(0, 0, 0, b"", b"")._ustar(b"././@PaxHeader", PAX_HEADER, 0, size, b"")
+    return owner_fields(0, 0, 0, b"", b"")._ustar(b"././@PaxHeader", PAX_HEADER, 0, size, b"")
 
 
 def _pax_record(keyword: bytes, value: bytes) -> bytes:

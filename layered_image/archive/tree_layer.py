@@ -19,8 +19,7 @@ def write_tree_layer(root: Path, target: Path, mtime: int) -> None:
             name = source[prefix:]
             if not name:
                 continue  # the root itself: "/" is not a member
-            owner = {"uid": info.st_uid, "gid": info.st_gid, "mtime": mtime}
-            member = stat_member(name, source, info, owner)
+            member = stat_member(name, source, info, (mtime, info.st_uid, info.st_gid, b"", b""))
             data = Path(os.fsdecode(source)).read_bytes() if member.kind == REGULAR else b""
             block = header(member) + data + padding(len(data))
             out.write(block)
