@@ -47,22 +47,6 @@ def member_size(member: Member) -> int:
     return owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname).size(member)
 
 
-def _only_long_path(member: Member) -> bool:
-    name, linkname = member.name, member.linkname
-    return len(linkname) <= 100 and name.isascii() and linkname.isascii() and member.size < _MAX_SIZE
-
-
-def _fits_ustar(member: Member) -> bool:
-    name, linkname = member.name, member.linkname
-    return (
-        len(name) <= 100
-        and len(linkname) <= 100
-        and name.isascii()
-        and linkname.isascii()
-        and (member.size < _MAX_SIZE)
-    )
-
-
 _MAX_SIZE = 8**11
 
 
@@ -82,21 +66,23 @@ class OwnerFields:
     def size(self, member: Member) -> int:
         """Bytes `member` (with these fields) takes: header(s), data, padding."""
         taken = BLOCK + member.size + (-member.size % BLOCK)
-        if not self.records and _fits_ustar(member):
+        shape = self._shape(member)
+        if shape is _USTAR:
             return taken
-        if not self.records and _only_long_path(member):
+        if shape is _LONG_PATH:
             body = len(_pax_record(b"path", member.name))
-            return taken + BLOCK + body + (-body % BLOCK)
-        body = len(_pax_body(_pax_records(member)))
+        else:
+            body = len(_pax_body(_pax_records(member)))
         return taken + BLOCK + body + (-body % BLOCK)
 
     def header(self, member: Member) -> bytes:
-        if not self.records and _fits_ustar(member):
+        shape = self._shape(member)
+        if shape is _USTAR:
             return self._ustar(member.name, member.kind, member.mode, member.size, member.linkname)
-        if not self.records and _only_long_path(member):  # the usual store file: one pax record
+        if shape is _LONG_PATH:  # the usual store file: one pax record
             body = _pax_record(b"path", member.name)
             ustar = self._ustar(member.name[:100], member.kind, member.mode, member.size, member.linkname)
-            return _pax_ustar(len(body)) + body + padding(len(body)) + ustar
+            return b"".join((_pax_ustar(len(body)), body, padding(len(body)), ustar))
         records = _pax_records(member)
         size = 0 if "size" in records else member.size
         ustar = self._ustar(
@@ -104,13 +90,22 @@ class OwnerFields:
         )
         return _pax_header(records) + ustar
 
+    def _shape(self, member: Member) -> str:
+        """_USTAR when a ustar header holds it all, _LONG_PATH when only the name is too long
+        (one pax record), else _GENERAL; both run once per file, so kept lean."""
+        name, linkname = member.name, member.linkname
+        if self.records or member.size >= _MAX_SIZE or len(linkname) > 100:
+            return _GENERAL
+        if not (name.isascii() and linkname.isascii()):
+            return _GENERAL
+        return _USTAR if len(name) <= 100 else _LONG_PATH
+
     def _ustar(self, name: bytes, kind: bytes, mode: int, size: int, linkname: bytes) -> bytes:
-        """A ustar block; `name` and `linkname` are ASCII and at most 100 bytes."""
-        name = name.rstrip(b"\0")
-        linkname = linkname.rstrip(b"\0")
-        mode_field = _octal(mode & 0o7777, 8)
+        """A ustar block; `name` and `linkname` are ASCII and at most 100 bytes (NULs
+        after them change neither the block nor its checksum)."""
+        mode_field, mode_sum = _mode_field(mode & 0o7777)
         size_field = b"%011o\0" % size
-        checksum = self.fixed_sum + sum(name) + sum(linkname) + _sum(mode_field) + sum(size_field) + kind[0]
+        checksum = self.fixed_sum + sum(name) + sum(linkname) + mode_sum + sum(size_field) + kind[0]
         return b"".join(
             (
                 name.ljust(100, b"\0"),
@@ -126,15 +121,19 @@ class OwnerFields:
         )
 
 
+_USTAR, _LONG_PATH, _GENERAL = "ustar", "long path", "general"
+
+
+@lru_cache(maxsize=4096)
+def _mode_field(mode: int) -> tuple[bytes, int]:
+    field = _octal(mode, 8)
+    return field, sum(field)
+
+
 @lru_cache(maxsize=64)
 def owner_fields(mtime: int, uid: int, gid: int, uname: bytes, gname: bytes) -> OwnerFields:
     """The shared fields laid out once; a store layer asks for them once, not per member."""
     return OwnerFields(mtime, uid, gid, uname, gname)
-
-
-@lru_cache(maxsize=256)
-def _sum(field: bytes) -> int:
-    return sum(field)
 
 
 def padding(size: int) -> bytes:
