@@ -89,6 +89,37 @@ def test_image_holds_the_store_paths_as_nixpkgs_lays_them_out(tmp_path, fake_sto
     assert config["created"] == "1970-01-01T00:00:01Z" and config["os"] == "linux"
 
 
+@pytest.fixture
+def bulky_store(tmp_path: Path) -> Path:
+    """Many small files (more 1 MiB batches than the reader keeps buffers for) and a big
+    file spanning several mapped windows and ending mid-step."""
+    store = tmp_path / "bulky"
+    small = store / "dddddddddddddddddddddddddddddddd-many-1.0"
+    small.mkdir(parents=True)
+    for number in range(160):
+        (small / f"part-{number:03}").write_bytes(os.urandom(150_000 + number))
+    big = store / "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-big-1.0"
+    big.write_bytes(os.urandom((20 << 20) + 12345))
+    return store
+
+
+def test_many_small_files_and_a_big_file_through_a_pipe(tmp_path, bulky_store):
+    layers = [[str(p)] for p in sorted(bulky_store.iterdir())]
+    _, config, blobs = read_image(stream(make_conf(tmp_path, layers, store_dir=str(bulky_store))))
+    for blob, paths, diff_id in zip(blobs, layers, config["rootfs"]["diff_ids"], strict=True):
+        assert blob == nixpkgs_style_layer(paths, str(bulky_store))
+        assert diff_id == "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def test_a_consumer_keeping_every_chunk_gets_the_right_bytes(bulky_store):
+    """Batch buffers are reused; one still held by its consumer must not be overwritten."""
+    many = next(bulky_store.glob("*-many-*"))
+    plan = plan_store_layer([str(many)], str(bulky_store), Owner())
+    kept = list(stream_store_layer(plan))
+    assert len(kept) > 20
+    assert b"".join(bytes(chunk) for chunk in kept) == nixpkgs_style_layer([str(many)], str(bulky_store))
+
+
 def test_output_is_byte_identical_across_runs_umask_tz_locale_and_disk_metadata(tmp_path, fake_store):
     conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
     first = stream(conf)
