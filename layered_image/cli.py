@@ -87,7 +87,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from layered_image import __version__
     from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
-    from layered_image.stream import add_output_arguments, add_push_arguments
+    from layered_image.options import add_output_arguments, add_push_arguments
 
     parser = argparse.ArgumentParser(
         prog="layered-image", description="Layered Docker/OCI images from Nix closures."

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layered_image.archive.base_image import check_platform, inherit_config, open_base_image
-from layered_image.archive.compression import COMPRESSIONS
 from layered_image.archive.docker_archive import write_docker_archive
 from layered_image.archive.image import ImageMeta
 from layered_image.archive.layer_source import LayerSource, customisation_layer
@@ -30,44 +29,12 @@ from layered_image.archive.output import Output, output_file
 from layered_image.archive.planner import Planner
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError
+from layered_image.options import add_output_arguments, add_push_arguments
 from layered_image.progress import Progress
 
 if TYPE_CHECKING:  # the registry client (http.client, ssl) is imported only by push and index
     from layered_image.registry.client import Registry
     from layered_image.registry.reference import Reference
-
-FORMATS = ("docker-archive", "oci-archive", "oci-dir")
-
-
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `stream`, `from-paths` and Nix stream scripts share."""
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (a directory for oci-dir)")
-    parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--format", default="docker-archive", choices=FORMATS, help="default docker-archive")
-    parser.add_argument(
-        "--compression", choices=COMPRESSIONS, help="layer compression for the OCI formats (default none)"
-    )
-
-
-def add_push_arguments(parser: argparse.ArgumentParser, destination: bool = True) -> None:
-    """The flags `push`, `index` and `./result push` share (skopeo's names)."""
-    if destination:
-        parser.add_argument("destination", metavar="docker://HOST[:PORT]/REPO:TAG")
-    parser.add_argument(
-        "--tls-verify", type=_boolean, default=True, metavar="true|false",
-        help="check the registry's TLS certificate; false also allows plain HTTP",
-    )  # fmt: skip
-    parser.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
-    parser.add_argument("--authfile", metavar="FILE", help="auth.json (default: podman's, then docker's)")
-    parser.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="default gzip")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError("true or false")
-    return text.lower() == "true"
 
 
 def push_command(args: argparse.Namespace) -> int:

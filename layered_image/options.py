@@ -1,0 +1,44 @@
+"""Command-line flags that several commands and the Nix stream scripts share.
+
+Kept apart from the commands themselves so that building the parser imports nothing
+heavy: `layered-image layers` should not pay for the archive writers' imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from layered_image.archive.compression import COMPRESSIONS
+
+FORMATS = ("docker-archive", "oci-archive", "oci-dir")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `stream`, `from-paths` and Nix stream scripts share."""
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (a directory for oci-dir)")
+    parser.add_argument("-t", "--tag", metavar="NAME:TAG", help="tag the image NAME:TAG instead")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--format", default="docker-archive", choices=FORMATS, help="default docker-archive")
+    parser.add_argument(
+        "--compression", choices=COMPRESSIONS, help="layer compression for the OCI formats (default none)"
+    )
+
+
+def add_push_arguments(parser: argparse.ArgumentParser, destination: bool = True) -> None:
+    """The flags `push`, `index` and `./result push` share (skopeo's names)."""
+    if destination:
+        parser.add_argument("destination", metavar="docker://HOST[:PORT]/REPO:TAG")
+    parser.add_argument(
+        "--tls-verify", type=_boolean, default=True, metavar="true|false",
+        help="check the registry's TLS certificate; false also allows plain HTTP",
+    )  # fmt: skip
+    parser.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
+    parser.add_argument("--authfile", metavar="FILE", help="auth.json (default: podman's, then docker's)")
+    parser.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="default gzip")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError("true or false")
+    return text.lower() == "true"
