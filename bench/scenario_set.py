@@ -2,19 +2,22 @@
 """Make a layer-reuse scenario set from Debian's package graph, with the bumps chosen by
 a fixed rule rather than by hand (hand-picked bumps flatter whichever model picked them).
 
-usage: bench/scenario_set.py OUT_DIR ADDED_PACKAGE ROOT_PACKAGE...
+usage: bench/scenario_set.py [--random N] OUT_DIR ADDED_PACKAGE ROOT_PACKAGE...
 
 Writes OUT_DIR/base.json (the closure of the roots, by ../shared/tools/debian_graph.py),
 then one bump-NAME.json for each of: libc6; the three biggest paths that are not roots;
 the two paths with the most direct dependents (besides libc6 and gcc-12-base); the first
-root. And add-ADDED_PACKAGE.json: the roots plus one more package. Feed OUT_DIR to
-bench/reuse.py. Needs Debian's package lists (apt-get update); takes several minutes (one graph per try).
+root. With --random N, instead N paths drawn at random (seed 1: the same set every
+time), as the uniform-update model behind `stable` assumes. And add-ADDED_PACKAGE.json:
+the roots plus one more package. Feed OUT_DIR to bench/reuse.py. Needs Debian's package
+lists (apt-get update); takes several minutes (one graph per try).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -58,14 +61,22 @@ def chosen_bumps(base: list[dict], roots: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(["libc6", *biggest, *popular, roots[0]]))
 
 
+def random_bumps(base: list[dict], roots: tuple[str, ...], count: int) -> list[str]:
+    drawn = random.Random(1).sample(sorted(entry["path"] for entry in base), count)
+    return list(dict.fromkeys(package_name(path, roots) for path in drawn))
+
+
 def main() -> None:
-    if len(sys.argv) < 4:
+    arguments = sys.argv[1:]
+    count = int(arguments[1]) if arguments[:1] == ["--random"] else 0
+    arguments = arguments[2:] if count else arguments
+    if len(arguments) < 3:
         sys.exit(__doc__.strip().splitlines()[2])
-    out, added, roots = Path(sys.argv[1]), sys.argv[2], tuple(sys.argv[3:])
+    out, added, roots = Path(arguments[0]), arguments[1], tuple(arguments[2:])
     out.mkdir(parents=True, exist_ok=True)
     base = closure_graph(roots)
     (out / "base.json").write_text(json.dumps(base))
-    bumps = chosen_bumps(base, roots)
+    bumps = random_bumps(base, roots, count) if count else chosen_bumps(base, roots)
     for name in bumps:
         (out / f"bump-{name}.json").write_text(json.dumps(closure_graph(roots, name)))
     (out / f"add-{added}.json").write_text(json.dumps(closure_graph((*roots, added))))
