@@ -109,7 +109,7 @@ class _Batch:
     new one made. Every byte handed over is written first: reuse never leaks old bytes."""
 
     CAPACITY = CHUNK + SMALL_FILE + 64 * BLOCK  # a header set and a small file past CHUNK
-    POOL = 16  # more than the writer's queue holds: fresh pages cost more than the data
+    POOL = 16  # more than the writer's queue holds (8): a buffer is usually free by its turn
 
     def __init__(self) -> None:
         self.pool: list[bytearray] = []
