@@ -152,8 +152,10 @@ def test_index_puts_one_image_per_architecture_under_one_tag(tmp_path, conf, reg
     arm_conf = tmp_path / "arm.json"
     arm_conf.write_text(json.dumps(arm))
     target = f"docker://{registry.host}/test/multi:1"
+    handshakes = registry.log.read_text().count('"GET /v2/ HTTP')
     result = run_cli("index", str(conf), str(arm_conf), "--push", target, "--tls-verify=false")
     assert result.returncode == 0, result.stderr.decode()
+    assert registry.log.read_text().count('"GET /v2/ HTTP') == handshakes + 1  # one for the index
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", target).stdout)
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]

@@ -47,9 +47,12 @@ class Registry:
     authorization: str | None = None
     retry_pause: float = 0.5
     log: Callable[[str], None] = field(default=lambda line: None)
+    connected: bool = False  # an index pushes several images over one handshake
 
     def connect(self) -> None:
         """Find out how to talk to the registry (https, else plain http when allowed) and log in."""
+        if self.connected:
+            return
         try:
             self._authorize(self._send("GET", "/v2/"))
         except ssl.SSLError as err:
@@ -63,6 +66,7 @@ class Registry:
             self._authorize(self._send("GET", "/v2/"))
         except OSError as err:
             raise UserError(f"cannot reach registry {self.host}: {err}") from None
+        self.connected = True
 
     def request(
         self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
