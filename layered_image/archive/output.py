@@ -167,10 +167,7 @@ class Output:
                 raise StoreChangedError(f"{span.name} shrank while the image was streamed")
             if hasher is not None:
                 hasher.update(view[:got])
-            if self.splice:
-                self._splice_all(span, done, got)
-            else:
-                self._write_all(view[:got])
+            self._write_all(view[:got])
             done += got
 
     def _map_and_splice(self, span: FileSpan, hasher: Any) -> None:

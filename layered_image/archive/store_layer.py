@@ -44,8 +44,12 @@ class Owner:
     uname: str = "root"
     gname: str = "root"
 
+    def common(self) -> tuple[int, int, int, bytes, bytes]:
+        """mtime, uid, gid, uname, gname: in Member's field order."""
+        return self.mtime, self.uid, self.gid, self.uname.encode(), self.gname.encode()
+
     def fields(self) -> OwnerFields:
-        return owner_fields(self.mtime, self.uid, self.gid, self.uname.encode(), self.gname.encode())
+        return owner_fields(*self.common())
 
 
 @dataclass
@@ -175,7 +179,7 @@ class _Batch:
 
 def members(paths: list[str], store_dir: str, owner: Owner) -> Iterator[tuple[Member, bytes]]:
     """Every member of the layer with the file it comes from, in nixpkgs' order."""
-    common = (owner.mtime, owner.uid, owner.gid, owner.uname.encode(), owner.gname.encode())
+    common = owner.common()
     for directory in _parents(store_dir):
         yield Member(directory + b"/", DIRECTORY, 0o755, 0, b"", *common), b""
     for path in paths:
