@@ -50,6 +50,19 @@ def test_stable_beats_both_nixpkgs_algorithms_on_both_measures(max_layers):
         assert registry < other_registry and daemon < other_daemon, (other, max_layers)
 
 
+@pytest.mark.parametrize("max_layers", [99, 20])
+def test_an_added_package_leaves_the_layers_below_its_first_new_path_alone(max_layers):
+    """The batching threshold stays on its rung when a package comes along, so the layers
+    under the one taking the lowest new path (a batch it may have split) are the old
+    image's own, and a daemon keeps them all."""
+    old_layers = compute_layers(load_graph(REUSE / "base.json"), "stable", max_layers)
+    new_layers = compute_layers(load_graph(REUSE / "add-redis-server.json"), "stable", max_layers)
+    old_paths = {path for layer in old_layers for path in layer}
+    first_new = next(k for k, layer in enumerate(new_layers) if not set(layer) <= old_paths)
+    assert first_new > len(new_layers) // 2
+    assert new_layers[: first_new - 1] == old_layers[: first_new - 1]
+
+
 def test_the_measures_by_hand():
     old = [["/nix/store/a-libc"], ["/nix/store/b-app"], ["/nix/store/c-doc"]]
     new = [["/nix/store/a-libc"], ["/nix/store/B-app"], ["/nix/store/c-doc"]]

