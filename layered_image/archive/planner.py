@@ -12,6 +12,7 @@ it as its own.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 import threading
@@ -90,6 +91,7 @@ def _plan(out: Connection, layers: list[list[str]], store_dir: str, owner: Owner
     """The child: plan each layer, send its size, then its items; errors as one message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child has the parent's handler
+    gc.disable()  # a plan is ~10^5 objects without cycles: collecting only re-walks them
     with contextlib.suppress(BrokenPipeError, EOFError, OSError):  # the parent went away
         try:
             # Plan ahead in a thread: while a layer's items wait for room in the pipe,

@@ -70,7 +70,7 @@ class OwnerFields:
         if shape is _USTAR:
             return taken
         if shape is _LONG_PATH:
-            body = len(_pax_record(b"path", member.name))
+            body = _path_record_length(len(member.name))
         else:
             body = len(_pax_body(_pax_records(member)))
         return taken + BLOCK + body + (-body % BLOCK)
@@ -211,6 +211,12 @@ def _pax_record(keyword: bytes, value: bytes) -> bytes:
     if len(str(total)) != len(str(length)):
         total = length + len(str(total))
     return b"%d %s=%s\n" % (total, keyword, value)
+
+
+@lru_cache(maxsize=1024)
+def _path_record_length(name_length: int) -> int:
+    """len(_pax_record(b"path", name)) for any name of this length, without building it."""
+    return len(_pax_record(b"path", b"\0" * name_length))
 
 
 def _is_utf8(value: bytes) -> bool:
