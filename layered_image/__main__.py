@@ -1,3 +1,3 @@
-from layered_image.cli import main
+from layered_image.cli import run
 
-raise SystemExit(main())
+run()

@@ -146,10 +146,11 @@ def stream_script(python: str, source: str, conf: dict[str, Any]) -> str:
 import sys
 
 sys.path.insert(0, {source!r})
+from layered_image.cli import exit_promptly
 from layered_image.stream import stream_script_main
 
 CONF = {json.dumps(conf, indent=1)!r}
-sys.exit(stream_script_main(CONF, sys.argv[1:]))
+exit_promptly(stream_script_main(CONF, sys.argv[1:]))
 """
 
 
