@@ -70,9 +70,12 @@ class Output:
         self.hasher: Any = None
         self.error: BaseException | None = None
         self.queue: queue.Queue[tuple[bytes, Any] | None] = queue.Queue(self.QUEUED)
+        self.hashed: queue.Queue[bytes | FileSpan | None] = queue.Queue(self.QUEUED)
         self.buffer = bytearray(FLUSH_AT)  # the writer thread's, for reading FileSpans
         self.splice = _widen_pipe(fd) and hasattr(os, "splice")
-        self.thread = threading.Thread(target=self._drain, name="layered-image-writer", daemon=True)
+        self.hasher_thread = threading.Thread(target=self._hash_stage, name="layered-image-hash", daemon=True)
+        self.thread = threading.Thread(target=self._write_stage, name="layered-image-writer", daemon=True)
+        self.hasher_thread.start()
         self.thread.start()
 
     def __enter__(self) -> Output:
@@ -85,6 +88,7 @@ class Output:
                 self.queue.put_nowait(None)
             return
         self.queue.put(None)
+        self.hasher_thread.join()
         self.thread.join()
 
     def write(self, data: bytes | memoryview | FileSpan) -> None:
@@ -125,6 +129,7 @@ class Output:
         """Everything written and on its way out; raise what went wrong on the way."""
         self.flush()
         self.queue.join()
+        self.hashed.join()
         self._raise_error()
 
     def _send(self, data: bytes | FileSpan) -> None:
@@ -137,27 +142,41 @@ class Output:
         if self.error is not None:
             raise self.error
 
-    def _drain(self) -> None:
+    def _hash_stage(self) -> None:
+        """Hash each piece (a FileSpan through a mapping), then pass it on to be written."""
         while (item := self.queue.get()) is not None:
             data, hasher = item
             try:
-                if self.error is None and isinstance(data, FileSpan):
-                    self._copy_file(data, hasher)
-                elif self.error is None:
-                    if hasher is not None:
+                if self.error is None and hasher is not None:
+                    if isinstance(data, FileSpan):
+                        _hash_mapped(data, hasher)
+                    else:
                         hasher.update(data)
+            except BaseException as err:
+                self.error = err
+            self.hashed.put(data)
+            self.queue.task_done()
+        self.hashed.put(None)
+        self.queue.task_done()
+
+    def _write_stage(self) -> None:
+        while (data := self.hashed.get()) is not None:
+            try:
+                if self.error is None and isinstance(data, FileSpan):
+                    self._copy_file(data)
+                elif self.error is None:
                     self._write_all(data)
             except BaseException as err:  # handed to the main thread, raised there
                 self.error = err
             finally:
                 if isinstance(data, FileSpan):
                     os.close(data.fd)
-                self.queue.task_done()
-        self.queue.task_done()
+                self.hashed.task_done()
+        self.hashed.task_done()
 
-    def _copy_file(self, span: FileSpan, hasher: Any) -> None:
-        if self.splice:  # hash straight from the page cache, then move the pages
-            self._map_and_splice(span, hasher)
+    def _copy_file(self, span: FileSpan) -> None:
+        if self.splice:  # the pages move to the pipe without a copy
+            self._splice_all(span, 0, span.size)
             return
         view = memoryview(self.buffer)
         done = 0
@@ -165,30 +184,8 @@ class Output:
             got = os.preadv(span.fd, [view[: min(len(view), span.size - done)]], done)
             if not got:
                 raise StoreChangedError(f"{span.name} shrank while the image was streamed")
-            if hasher is not None:
-                hasher.update(view[:got])
             self._write_all(view[:got])
             done += got
-
-    def _map_and_splice(self, span: FileSpan, hasher: Any) -> None:
-        """A window of the file mapped at a time (memory stays bounded), then hashed and
-        spliced a pipe's worth at a time: the reader hashes one piece while we hash the next
-        (whole windows would leave one of us idle)."""
-        for offset in range(0, span.size, MAP_WINDOW):
-            length = min(MAP_WINDOW, span.size - offset)
-            if hasher is None:
-                self._splice_all(span, offset, length)
-                continue
-            try:
-                window = mmap.mmap(span.fd, length, prot=mmap.PROT_READ, offset=offset)
-            except ValueError:  # mmap length is greater than file size: it shrank
-                raise StoreChangedError(f"{span.name} shrank while the image was streamed") from None
-            with window, memoryview(window) as view:
-                for start in range(0, length, FLUSH_AT):
-                    piece = view[start : start + FLUSH_AT]
-                    hasher.update(piece)
-                    piece.release()
-                    self._splice_all(span, offset + start, min(FLUSH_AT, length - start))
 
     def _splice_all(self, span: FileSpan, offset: int, count: int) -> None:
         """Move file pages into the pipe without copying them through user space."""
@@ -206,6 +203,18 @@ class Output:
             written = os.write(self.fd, view)
             view = view[written:]
         self.progress.advance(len(data))
+
+
+def _hash_mapped(span: FileSpan, hasher: Any) -> None:
+    """Hash a store file straight from the page cache, a window at a time."""
+    for offset in range(0, span.size, MAP_WINDOW):
+        length = min(MAP_WINDOW, span.size - offset)
+        try:
+            window = mmap.mmap(span.fd, length, prot=mmap.PROT_READ, offset=offset)
+        except ValueError:  # mmap length is greater than file size: it shrank
+            raise StoreChangedError(f"{span.name} shrank while the image was streamed") from None
+        with window, memoryview(window) as view:
+            hasher.update(view)
 
 
 def _widen_pipe(fd: int) -> bool:
