@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import hashlib
 import io
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -181,15 +183,27 @@ def test_a_big_store_file_that_changes_after_planning_stops_the_stream(tmp_path,
         write_plan(plan, tmp_path / "layer.tar")
 
 
-def test_a_big_store_file_that_shrinks_while_read_stops_the_stream(tmp_path, fake_store):
+@pytest.mark.parametrize("hashing", [False, True], ids=["copied", "hashed"])
+@pytest.mark.parametrize("to_pipe", [False, True], ids=["to-file", "to-pipe"])
+def test_a_big_store_file_that_shrinks_while_read_stops_the_stream(tmp_path, fake_store, hashing, to_pipe):
+    """Whichever way its bytes go (hashed through a mapping, spliced, read and written)."""
     path = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0" / "libx.so"
     fd = os.open(path, os.O_RDONLY)
     span = FileSpan(fd, path.stat().st_size + 4096, str(path))  # as if cut after it was opened
-    with (
-        open(tmp_path / "out", "wb") as file,
-        pytest.raises(StoreChangedError, match=f"{path} shrank"),
-        Output(file.fileno(), Progress(None, quiet=True)) as out,
-    ):
+    with contextlib.ExitStack() as stack:
+        if to_pipe:
+            reader, target = os.pipe()
+            drain = threading.Thread(target=lambda: all(iter(lambda: os.read(reader, 1 << 16), b"")))
+            drain.start()
+            stack.callback(os.close, reader)
+            stack.callback(drain.join)
+            stack.callback(os.close, target)
+        else:
+            target = stack.enter_context(open(tmp_path / "out", "wb")).fileno()
+        stack.enter_context(pytest.raises(StoreChangedError, match=f"{path} shrank"))
+        out = stack.enter_context(Output(target, Progress(None, quiet=True)))
+        if hashing:
+            out.start_hash()
         out.write(span)
         out.finish()
 

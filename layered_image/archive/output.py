@@ -29,8 +29,8 @@ DIRECT_AT = 256 << 10  # bytes this large are sent as they are, not copied into 
 
 
 class FileSpan:
-    """A whole store file, handed over open: the writer thread reads it once to hash it
-    and moves the same range to the pipe with splice(2), so no copy goes through Python."""
+    """A whole store file, handed over open: the hashing thread reads it through a mapping
+    and the writing thread moves it to the pipe with splice(2): no copy goes through Python."""
 
     def __init__(self, fd: int, size: int, name: str) -> None:
         self.fd, self.size, self.name = fd, size, name
@@ -53,10 +53,11 @@ class FileSpan:
 
 
 class Output:
-    """Buffers small writes into 1 MiB pieces that a second thread hashes and writes.
+    """Buffers small writes into 1 MiB pieces that one thread hashes and the next writes.
 
-    Hashing and writing release the GIL, so they overlap with walking and reading the
-    store in the main thread. At most QUEUED pieces wait, which bounds memory.
+    Hashing and writing release the GIL, so they overlap with each other (a piece goes
+    out while the next is hashed) and with reading the store in the main thread. At most
+    QUEUED pieces wait before each thread, which bounds memory.
     Use as a context manager: leaving it waits for (or, after an error, discards) the rest.
     """
 
