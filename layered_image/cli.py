@@ -191,6 +191,9 @@ def exit_promptly(code: int) -> NoReturn:
     except BrokenPipeError:
         print("layered-image: error: the reader of the output went away before the end", file=sys.stderr)
         code = code or 1
+    except OSError as err:  # a full disk under a redirected stdout
+        print(f"layered-image: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        code = code or 1
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
     os._exit(code)
@@ -216,6 +219,11 @@ def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
             f"{prefix}: error: the reader of the output went away before the end (broken pipe)",
             file=sys.stderr,
         )
+        return 1
+    except OSError as err:  # mostly writing the output: a full disk, a device that failed
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"{prefix}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

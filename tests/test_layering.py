@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import DATA, examples, run_cli
@@ -113,3 +116,14 @@ def test_unknown_strategy_and_bad_limit_are_one_line():
         result = run_cli("layers", str(DATA / "scipy.json"), *args)
         assert result.returncode != 0
         assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line():
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "layered_image", "layers", str(DATA / "gnome-kde.json")],
+            stdout=full, stderr=subprocess.PIPE, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.decode() == "layered-image layers: error: No space left on device\n"
