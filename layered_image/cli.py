@@ -186,23 +186,22 @@ def run() -> NoReturn:
 def exit_promptly(code: int) -> NoReturn:
     """Exit without the interpreter's teardown, which frees every object and module one
     by one (~0.07 s after a stream, which the reader waits out for its end of file)."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        print("layered-image: error: the reader of the output went away before the end", file=sys.stderr)
-        code = code or 1
-    except OSError as err:  # a full disk under a redirected stdout
-        print(f"layered-image: error: cannot write the output: {err.strerror}", file=sys.stderr)
-        code = code or 1
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # errors were reported already
+            stream.flush()
     os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return reporting_errors(f"layered-image {args.command}", lambda: run(args))
+
+    def job() -> int:
+        code = run(args)
+        sys.stdout.flush()  # here, so that a reader gone or a full disk is reported as one line
+        return code
+
+    return reporting_errors(f"layered-image {args.command}", job)
 
 
 def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
