@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from layered_image.errors import UserError
+from layered_image.errors import UserError, silence_stdout
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -212,17 +212,13 @@ def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
     except UserError as err:
         print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `layered-image layers ... | head`
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
-        print(
-            f"{prefix}: error: the reader of the output went away before the end (broken pipe)",
-            file=sys.stderr,
-        )
-        return 1
-    except OSError as err:  # mostly writing the output: a full disk, a device that failed
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"{prefix}: error: {err.strerror or err}{where}", file=sys.stderr)
+    except OSError as err:  # writing the output: `layered-image layers ... | head`, a full disk
+        silence_stdout()
+        if isinstance(err, BrokenPipeError):
+            problem = "the reader of the output went away before the end (broken pipe)"
+        else:
+            problem = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+        print(f"{prefix}: error: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

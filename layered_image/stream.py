@@ -30,7 +30,7 @@ from layered_image.archive.oci import (
 from layered_image.archive.output import Output, output_file
 from layered_image.archive.planner import Planner
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
-from layered_image.errors import UserError
+from layered_image.errors import UserError, silence_stdout
 from layered_image.options import add_output_arguments, add_push_arguments
 from layered_image.progress import Progress
 
@@ -181,7 +181,7 @@ def _write_image(
             with Output(fd, progress) as out:
                 return "sha256:" + write_docker_archive(out, layers, meta)
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
     except OSError as err:  # disk full, a directory that is not there, ...
         where = f" {err.filename}" if err.filename else ""
@@ -253,8 +253,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _silence_stdout() -> None:
-    """Python flushes stdout at exit; with the pipe gone that would print a second error."""
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
