@@ -15,7 +15,7 @@ import queue
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +74,10 @@ class Output:
         self.hashed: queue.Queue[bytes | FileSpan | None] = queue.Queue(self.QUEUED)
         self.buffer = bytearray(FLUSH_AT)  # the writer thread's, for reading FileSpans
         self.splice = _widen_pipe(fd) and hasattr(os, "splice")
-        self.hasher_thread = threading.Thread(target=self._hash_stage, name="layered-image-hash", daemon=True)
-        self.thread = threading.Thread(target=self._write_stage, name="layered-image-writer", daemon=True)
+        self.hasher_thread = _thread(self._hash_stage, "layered-image-hash")
+        self.writer_thread = _thread(self._write_stage, "layered-image-write")
         self.hasher_thread.start()
-        self.thread.start()
+        self.writer_thread.start()
 
     def __enter__(self) -> Output:
         return self
@@ -90,7 +90,7 @@ class Output:
             return
         self.queue.put(None)
         self.hasher_thread.join()
-        self.thread.join()
+        self.writer_thread.join()
 
     def write(self, data: bytes | memoryview | FileSpan) -> None:
         self.offset += len(data)
@@ -204,6 +204,11 @@ class Output:
             written = os.write(self.fd, view)
             view = view[written:]
         self.progress.advance(len(data))
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon: after an error nobody waits for it (it may be stuck on a reader that left)."""
+    return threading.Thread(target=target, name=name, daemon=True)
 
 
 def _hash_mapped(span: FileSpan, hasher: Any) -> None:
