@@ -22,6 +22,13 @@ layer when any of its paths changed). T is the smallest rung of a fixed ladder (
 rungs an octave) that fits N, not the smallest number: a package added or removed then
 seldom moves T, and with it every layer boundary below the change (on the shared add
 scenario the daemon re-send fell from 23 % to 1 %).
+
+Last, inside each run of batches between two lone paths, the same number of batches is
+cut again where the expected re-send is least (dynamic programming over the run): a
+batch costs its bytes times the updates that change it (a registry's view) plus the
+updates that change it or anything below it (a daemon's). Bytes alone put a library
+with users next to paths it does not touch; this keeps those apart where it pays. The
+lone paths and the count per run stay as the ladder set them, so the stability holds.
 """
 
 from __future__ import annotations
@@ -34,15 +41,16 @@ from layered_image.layering.popularity import name_key
 
 
 def layer(graph: ClosureGraph, max_layers: int, exclude: frozenset[str]) -> list[list[str]]:
-    order = stable_order(graph)
+    closures, users = _closures(graph)
+    order = stable_order(graph, closures, users)
     sizes = [graph.nar_size[i] for i in order]
-    layers = cut(sizes, max_layers)
+    ordered_closures = [closures[i] for i in order]
+    layers = recut(cut(sizes, max_layers), sizes, ordered_closures)
     return [[graph.paths[order[k]] for k in span if graph.paths[order[k]] not in exclude] for span in layers]
 
 
-def stable_order(graph: ClosureGraph) -> list[int]:
+def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> list[int]:
     """Path indices, bottom first, by the greedy rule above."""
-    closures, users = _closures(graph)
     size = [max(n, 1) for n in graph.nar_size]
     new_updates = [bits.bit_count() for bits in closures]  # not yet in the union below
     rank = {i: r for r, i in enumerate(sorted(range(len(graph)), key=lambda i: name_key(graph.paths[i])))}
@@ -70,33 +78,105 @@ def stable_order(graph: ClosureGraph) -> list[int]:
 
 
 def cut(sizes: list[int], max_layers: int) -> list[range]:
-    """Contiguous spans of the order: at least `threshold` bytes alone, smaller ones batched."""
+    """Contiguous spans of the order: at least T bytes alone, smaller ones batched to T."""
+    return _batches(sizes, rung(_lowest_rung(sizes, max_layers)))
 
-    def spans(threshold: int) -> list[range]:
-        result, start, batched = [], 0, 0
-        for k, size in enumerate(sizes):
-            if size >= threshold:
-                if start < k:
-                    result.append(range(start, k))
-                result.append(range(k, k + 1))
-                start, batched = k + 1, 0
-                continue
-            batched += size
-            if batched >= threshold:
-                result.append(range(start, k + 1))
-                start, batched = k + 1, 0
-        if start < len(sizes):
-            result.append(range(start, len(sizes)))
-        return result
 
-    low, high = 0, _rung_above(sum(sizes))  # the lowest rung that fits: fewest bytes per batch
+def _batches(sizes: list[int], threshold: int) -> list[range]:
+    result, start, batched = [], 0, 0
+    for k, size in enumerate(sizes):
+        if size >= threshold:
+            if start < k:
+                result.append(range(start, k))
+            result.append(range(k, k + 1))
+            start, batched = k + 1, 0
+            continue
+        batched += size
+        if batched >= threshold:
+            result.append(range(start, k + 1))
+            start, batched = k + 1, 0
+    if start < len(sizes):
+        result.append(range(start, len(sizes)))
+    return result
+
+
+def _lowest_rung(sizes: list[int], max_spans: int) -> int:
+    """The lowest rung whose batches number at most `max_spans`: fewest bytes per batch."""
+    low, high = 0, _rung_above(sum(sizes))
     while low < high:
         middle = (low + high) // 2
-        if len(spans(rung(middle))) <= max_layers:
+        if len(_batches(sizes, rung(middle))) <= max_spans:
             high = middle
         else:
             low = middle + 1
-    return spans(rung(low))
+    return low
+
+
+# Boundaries a run's re-cut chooses among: every path in a run of up to this many, else
+# ladder batches of the run as fine as this allows. Bounds the work at O(n² · batches).
+_CANDIDATES = 192
+
+
+def recut(spans: list[range], sizes: list[int], closures: list[int]) -> list[range]:
+    """Each run of batches (spans of two or more paths) cut again into as many batches,
+    where the expected re-send is least; lone paths stay as they are."""
+    below, union = [], 0
+    for bits in closures:
+        union |= bits
+        below.append(union.bit_count())  # updates that change this position or one below
+    result: list[range] = []
+    run: list[range] = []
+    for span in [*spans, range(0)]:
+        if len(span) > 1:
+            run.append(span)
+            continue
+        if run:
+            result += _least_resend(range(run[0].start, run[-1].stop), len(run), sizes, closures, below)
+            run = []
+        if span:
+            result.append(span)
+    return result
+
+
+def _least_resend(
+    items: range, batches: int, sizes: list[int], closures: list[int], below: list[int]
+) -> list[range]:
+    run_sizes = sizes[items.start : items.stop]
+    units = [
+        range(items.start + u.start, items.start + u.stop)
+        for u in _batches(run_sizes, rung(_lowest_rung(run_sizes, _CANDIDATES)))
+    ]
+    if batches == 1:
+        return [items]
+    if len(units) <= batches:
+        return units  # a batch each: splitting never costs more
+    unit_bytes = [sum(sizes[k] for k in unit) for unit in units]
+    unit_closures = []
+    for unit in units:
+        bits = 0
+        for k in unit:
+            bits |= closures[k]
+        unit_closures.append(bits)
+    unreachable = (float("inf"), 0)
+    # best[j][m]: (least cost of the first j units in m batches, where the last batch starts)
+    best = [[(0, 0)] + [unreachable] * batches]
+    for j in range(1, len(units) + 1):
+        above = below[units[j - 1].stop - 1]
+        row = [unreachable] * (batches + 1)
+        union, nbytes = 0, 0
+        for start in range(j - 1, -1, -1):
+            union |= unit_closures[start]
+            nbytes += unit_bytes[start]
+            cost = nbytes * (union.bit_count() + above)
+            extended = [(previous + cost, start) for previous, _ in best[start][:-1]]
+            row[1:] = map(min, row[1:], extended)
+        best.append(row)
+    result, j = [], len(units)
+    for m in range(batches, 0, -1):
+        start = best[j][m][1]
+        result.append(range(units[start].start, units[j - 1].stop))
+        j = start
+    return result[::-1]
 
 
 _QUARTER_OCTAVE = (16, 19, 23, 27)  # 2 ** (k / 4) in sixteenths: whole numbers, the same everywhere
