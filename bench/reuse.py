@@ -72,8 +72,26 @@ def main() -> None:
                 floor = statistics.mean(r[2] for r in rows.values())
                 print(f"| {layers} | {strategy} | {registry:.1%} | {daemon:.1%} |")
             print(f"| {layers} | floor | {floor:.1%} | {floor:.1%} |")
+    if len(directories) > 1:
+        print_sets_table(results, [d.name for d in directories], budgets)
     if args.plot:
         plot(results, args.plot)
+
+
+def print_sets_table(results: dict, names: list[str], budgets: list[int]) -> None:
+    """One row per scenario set: mean registry / daemon re-send per strategy and budget."""
+    columns = [(layers, strategy) for layers in budgets for strategy in sorted(STRATEGIES)]
+    print("\n| set | floor | " + " | ".join(f"{s} {n}" for n, s in columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
+    for name in names:
+        cells = []
+        for layers, strategy in columns:
+            rows = results[(name, layers, strategy)].values()
+            registry = statistics.mean(r[0] for r in rows)
+            daemon = statistics.mean(r[1] for r in rows)
+            cells.append(f"{registry:.1%} / {daemon:.1%}")
+        floor = statistics.mean(r[2] for r in results[(name, budgets[0], columns[0][1])].values())
+        print(f"| {name} | {floor:.1%} | " + " | ".join(cells) + " |")
 
 
 def plot(results: dict, target: Path) -> None:

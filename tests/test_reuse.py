@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, run_cli
 
 from layered_image.graph import load_graph
-from layered_image.layering import DEFAULT_STRATEGY, compute_layers
+from layered_image.layering import DEFAULT_STRATEGY, compute_layers, stable
 from layered_image.resend import resend
 
 REUSE = DATA / "reuse"
@@ -61,6 +61,38 @@ def test_an_added_package_leaves_the_layers_below_its_first_new_path_alone(max_l
     first_new = next(k for k, layer in enumerate(new_layers) if not set(layer) <= old_paths)
     assert first_new > len(new_layers) // 2
     assert new_layers[: first_new - 1] == old_layers[: first_new - 1]
+
+
+def test_the_recut_keeps_the_ladder_count_and_lone_paths_and_lowers_the_expected_resend():
+    """Inside runs of batches the boundaries move to where the expected re-send (one
+    update of any path: bytes times the updates that change the batch, plus those that
+    change it or anything below) is least; the ladder's lone paths and count stay."""
+    graph = load_graph(REUSE / "base.json")
+    closures, users = stable._closures(graph)
+    order = stable.stable_order(graph, closures, users)
+    sizes = [graph.nar_size[i] for i in order]
+    ordered = [closures[i] for i in order]
+
+    def expected_resend(spans: list[range]) -> int:
+        total, below = 0, 0
+        for span in spans:
+            own = 0
+            for k in span:
+                own |= ordered[k]
+            below |= own
+            total += sum(sizes[k] for k in span) * (own.bit_count() + below.bit_count())
+        return total
+
+    lowered = []
+    for max_layers in (8, 12, 20, 40):
+        ladder = stable.cut(sizes, max_layers)
+        recut = stable.recut(ladder, sizes, ordered)
+        assert [k for span in recut for k in span] == list(range(len(order)))
+        assert len(recut) == len(ladder)
+        assert {span for span in ladder if len(span) == 1} <= set(recut)
+        assert expected_resend(recut) <= expected_resend(ladder)
+        lowered.append(expected_resend(recut) < expected_resend(ladder))
+    assert any(lowered)
 
 
 def test_the_measures_by_hand():
