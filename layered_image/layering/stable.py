@@ -141,13 +141,13 @@ def recut(spans: list[range], sizes: list[int], closures: list[int]) -> list[ran
 def _least_resend(
     items: range, batches: int, sizes: list[int], closures: list[int], below: list[int]
 ) -> list[range]:
+    if batches == 1:
+        return [items]
     run_sizes = sizes[items.start : items.stop]
     units = [
         range(items.start + u.start, items.start + u.stop)
         for u in _batches(run_sizes, rung(_lowest_rung(run_sizes, _CANDIDATES)))
     ]
-    if batches == 1:
-        return [items]
     if len(units) <= batches:
         return units  # a batch each: splitting never costs more
     unit_bytes = [sum(sizes[k] for k in unit) for unit in units]
