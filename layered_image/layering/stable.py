@@ -9,21 +9,24 @@ expected bytes re-sent for an order of paths is, summed over the paths, bytes(P)
 the number of updates that change P or anything below it: the closures of everything
 at or below P, united.
 
-The order is built bottom up, greedily (Smith's rule for that sum): next comes the path
-that adds the fewest new updates to that union per byte it holds. Libraries everything
-uses but that rarely change (in this measure) go low, big stable packages next, small
-and volatile leaves on top; a path whose closure is already covered costs nothing and
-follows at once. Ties go by name, not hash, so unrelated changes keep the order.
+The order is built bottom up by closure sets (after Sidney's rule for scheduling with
+precedence, greedy). Next comes the path whose closure, as far as it is not placed yet,
+brings the fewest new updates to that union per byte it holds; that closure is laid out
+first, best first by the same rule, and then the path. So dependencies always sit at or
+below their users, and a big path comes with the small libraries it alone needs rather
+than low down on its own: libraries everything uses but that rarely change go low, small
+and volatile leaves on top. Ties go by name, not hash, so unrelated changes keep the
+order, and the order below a new path is the old one.
 
 Then the order is cut into at most N layers: a path of at least T bytes is a layer of
 its own and smaller neighbours are batched until they reach T. The budget goes where the
 bytes are, and batches of small paths change together rarely (a registry re-sends a
-layer when any of its paths changed). T is the smallest rung of a fixed ladder (four
-rungs an octave) that fits N, not the smallest number: a package added or removed then
-moves T, and with it every batch boundary, less often (on the shared add scenario the
-daemon re-send fell from 23 % to 1 %). Less often is not seldom: at 99 layers the count
-at adjacent rungs differs by a few layers, so additions still move T on several sets;
-small paths sit high in this order, which limits the damage.
+layer when any of its paths changed). T is the lowest rung of a fixed ladder that fits
+N, not the smallest number: a package added or removed then moves T, and with it every
+layer boundary, only when the count at that rung passes N. How far apart the rungs are
+trades layers left unused against such moves: from 64 layers on, an octave (a spare
+layer is cheap there and an addition then seldom re-batches anything), below that a
+quarter octave (each layer counts).
 
 Last, inside each run of batches between two lone paths, the same number of batches is
 cut again where the expected re-send is least (dynamic programming over the run): a
@@ -52,36 +55,70 @@ def layer(graph: ClosureGraph, max_layers: int, exclude: frozenset[str]) -> list
 
 
 def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> list[int]:
-    """Path indices, bottom first, by the greedy rule above."""
+    """Path indices, bottom first, by closure sets (see the module's docstring)."""
     size = [max(n, 1) for n in graph.nar_size]
+    rank = [0] * len(graph)
+    for position, i in enumerate(sorted(range(len(graph)), key=lambda i: name_key(graph.paths[i]))):
+        rank[i] = position
     new_updates = [bits.bit_count() for bits in closures]  # not yet in the union below
-    rank = {i: r for r, i in enumerate(sorted(range(len(graph)), key=lambda i: name_key(graph.paths[i])))}
-    heap = [(new_updates[i] / size[i], rank[i], i) for i in range(len(graph))]
-    heapq.heapify(heap)
-    placed = [False] * len(graph)
+    unplaced_bytes = [sum(size[m] for m in set_bits(bits)) for bits in closures]  # of the closure
+    unplaced = (1 << len(graph)) - 1
     covered = 0
-    order = []
+    order: list[int] = []
+    changed: set[int] = set()
+
+    def key(i: int) -> tuple[float, int]:
+        return new_updates[i] / unplaced_bytes[i], rank[i]
+
+    def place(j: int) -> None:
+        nonlocal unplaced, covered
+        unplaced &= ~(1 << j)
+        order.append(j)
+        for u in set_bits(users[j] & unplaced):
+            unplaced_bytes[u] -= size[j]
+            changed.add(u)
+        for e in set_bits(closures[j] & ~covered):  # these updates now hit something below
+            for u in set_bits(users[e] & unplaced):
+                new_updates[u] -= 1
+                changed.add(u)
+        covered |= closures[j]
+
+    def lay_out(path: int) -> None:
+        """The path's unplaced closure, best first by the same rule, then the path."""
+        stack = [path]
+        while stack:
+            deps = closures[stack[-1]] & unplaced & ~(1 << stack[-1])
+            if deps:
+                stack.append(min(set_bits(deps), key=key))
+            else:
+                place(stack.pop())
+
+    heap = [(*key(i), i) for i in range(len(graph))]
+    heapq.heapify(heap)
     while heap:
-        key, _, i = heapq.heappop(heap)
-        if placed[i] or key != new_updates[i] / size[i]:
-            continue  # placed already, or a stale entry: a fresher one is in the heap
-        placed[i] = True
-        order.append(i)
-        touched = set()
-        for e in set_bits(closures[i] & ~covered):  # these updates now hit something below
-            for u in set_bits(users[e]):
-                if not placed[u]:
-                    new_updates[u] -= 1
-                    touched.add(u)
-        for u in touched:
-            heapq.heappush(heap, (new_updates[u] / size[u], rank[u], u))
-        covered |= closures[i]
+        for u in changed:  # once per closure laid out, not once per change: far fewer entries
+            if unplaced >> u & 1:
+                heapq.heappush(heap, (*key(u), u))
+        changed.clear()
+        ratio, _, i = heapq.heappop(heap)
+        if unplaced >> i & 1 and ratio == key(i)[0]:  # else placed, or stale: a fresher entry exists
+            lay_out(i)
     return order
 
 
 def cut(sizes: list[int], max_layers: int) -> list[range]:
     """Contiguous spans of the order: at least T bytes alone, smaller ones batched to T."""
-    return _batches(sizes, rung(_lowest_rung(sizes, max_layers)))
+    return _batches(sizes, rung(_lowest_rung(sizes, max_layers, rung_spacing(max_layers))))
+
+
+# From this many layers on, rungs an octave apart: spare layers are cheap and a threshold
+# that additions seldom move is worth more (see the module's docstring).
+_WIDE_BUDGET = 64
+
+
+def rung_spacing(max_layers: int) -> int:
+    """Quarter octaves between the rungs the cut may use."""
+    return 4 if max_layers >= _WIDE_BUDGET else 1
 
 
 def _batches(sizes: list[int], threshold: int) -> list[range]:
@@ -102,16 +139,16 @@ def _batches(sizes: list[int], threshold: int) -> list[range]:
     return result
 
 
-def _lowest_rung(sizes: list[int], max_spans: int) -> int:
-    """The lowest rung whose batches number at most `max_spans`: fewest bytes per batch."""
-    low, high = 0, _rung_above(sum(sizes))
+def _lowest_rung(sizes: list[int], max_spans: int, spacing: int = 1) -> int:
+    """The lowest rung (a multiple of `spacing`) whose batches number at most `max_spans`."""
+    low, high = 0, _rung_above(sum(sizes)) // spacing
     while low < high:
         middle = (low + high) // 2
-        if len(_batches(sizes, rung(middle))) <= max_spans:
+        if len(_batches(sizes, rung(middle * spacing))) <= max_spans:
             high = middle
         else:
             low = middle + 1
-    return low
+    return low * spacing
 
 
 # Boundaries a run's re-cut chooses among: every path in a run of up to this many, else
