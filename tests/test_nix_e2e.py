@@ -70,8 +70,11 @@ IMAGES = """
     args = [ "-c" ''
       ${pkgs.coreutils}/bin/mkdir $out && echo ${chainLib} > $out/ref
       ${pkgs.coreutils}/bin/head -c 1000000 /dev/zero > $out/data'' ]; };
+  chainAaaNotes = derivation { name = "chain-aaa-notes"; system = "x86_64-linux";
+    builder = "${pkgs.bash}/bin/sh";
+    args = [ "-c" "echo notes > $out" ]; };
   chainApp = derivation { name = "chain-app"; system = "x86_64-linux"; builder = "${pkgs.bash}/bin/sh";
-    args = [ "-c" "echo ${chainBig} ${chainLib} > $out" ]; };
+    args = [ "-c" "echo ${chainBig} ${chainLib} ${chainAaaNotes} > $out" ]; };
   layeringDefault = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ]; };
   layeringStable = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ];
     layering = "stable"; };
@@ -185,7 +188,9 @@ def store_layers(flake: Path, attr: str, tmp_path: Path) -> list[list[str]]:
 def test_the_default_layering_is_stable(user_flake, tmp_path):
     default = store_layers(user_flake, "layeringDefault", tmp_path)
     names = [[p.partition("-")[2] for p in layer] for layer in default]
-    assert names[:3] == [["chain-big"], ["chain-lib"], ["chain-app"]]  # big and stable lowest
+    # the big path's closure before the small notes; popularity puts the notes (same
+    # popularity, first by name) below the big path
+    assert names[:4] == [["chain-lib"], ["chain-big"], ["chain-aaa-notes"], ["chain-app"]]
     assert default == store_layers(user_flake, "layeringStable", tmp_path)
     assert default != store_layers(user_flake, "layeringPopularity", tmp_path)
 
