@@ -74,14 +74,17 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
         nonlocal unplaced, covered
         unplaced &= ~(1 << j)
         order.append(j)
-        for u in set_bits(users[j] & unplaced):
-            unplaced_bytes[u] -= size[j]
-            changed.add(u)
-        for e in set_bits(closures[j] & ~covered):  # these updates now hit something below
-            for u in set_bits(users[e] & unplaced):
-                new_updates[u] -= 1
-                changed.add(u)
+        fresh = closures[j] & ~covered  # these updates now hit something below
         covered |= closures[j]
+        users_left = list(set_bits(users[j] & unplaced))
+        for u in users_left:
+            unplaced_bytes[u] -= size[j]
+        changed.update(users_left)
+        for e in set_bits(fresh):  # mostly j alone: its closure was laid out before it
+            hit = users_left if e == j else list(set_bits(users[e] & unplaced))
+            for u in hit:
+                new_updates[u] -= 1
+            changed.update(hit)
 
     def lay_out(path: int) -> None:
         """The path's unplaced closure, best first by the same rule, then the path."""
