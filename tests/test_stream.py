@@ -208,6 +208,20 @@ def test_a_big_store_file_that_shrinks_while_read_stops_the_stream(tmp_path, fak
         out.finish()
 
 
+def test_a_big_store_file_read_in_pieces_gives_its_bytes_and_stops_where_it_shrank(fake_store):
+    """The way compressed layers read a file: pieces of one buffer, copied as they come."""
+    path = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0" / "libx.so"
+    size = path.stat().st_size
+    whole = FileSpan(os.open(path, os.O_RDONLY), size, str(path))
+    assert b"".join(bytes(piece) for piece in whole.blocks(size=4096)) == path.read_bytes()
+    cut = FileSpan(os.open(path, os.O_RDONLY), size + 1, str(path))  # as if cut after it was opened
+    with pytest.raises(StoreChangedError, match=f"{path} shrank"):
+        for _ in cut.blocks(size=4096):
+            pass
+    with pytest.raises(OSError):  # closed all the same
+        os.fstat(cut.fd)
+
+
 def test_reader_going_away_is_one_line_and_non_zero(tmp_path, fake_store):
     big = fake_store / "dddddddddddddddddddddddddddddddd-big"
     big.write_bytes(os.urandom(6 << 20))

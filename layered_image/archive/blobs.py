@@ -78,7 +78,7 @@ def spool_layer(layer: LayerSource, compression: str, scratch: Path) -> tuple[Bl
     return blob, diff_id.hexdigest()
 
 
-def _layer_bytes(layer: LayerSource) -> Iterator[bytes]:
+def _layer_bytes(layer: LayerSource) -> Iterator[bytes | memoryview]:
     for chunk in layer.chunks():
         if isinstance(chunk, FileSpan):
             yield from chunk.blocks()

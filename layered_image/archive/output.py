@@ -38,16 +38,21 @@ class FileSpan:
     def __len__(self) -> int:
         return self.size
 
-    def blocks(self, size: int = FLUSH_AT) -> Iterator[bytes]:
-        """The file's bytes (and closes it), checked against the planned size."""
+    def pieces(self, buffer: memoryview) -> Iterator[memoryview]:
+        """The file's bytes, read into `buffer` a piece at a time (a piece is good until
+        the next one is read), checked against the planned size."""
+        done = 0
+        while done < self.size:
+            got = os.preadv(self.fd, [buffer[: min(len(buffer), self.size - done)]], done)
+            if not got:
+                raise StoreChangedError(f"{self.name} shrank while the image was streamed")
+            done += got
+            yield buffer[:got]
+
+    def blocks(self, size: int = FLUSH_AT) -> Iterator[memoryview]:
+        """`pieces` through a buffer of its own; closes the file at the end."""
         try:
-            done = 0
-            while done < self.size:
-                block = os.pread(self.fd, min(size, self.size - done), done)
-                if not block:
-                    raise StoreChangedError(f"{self.name} shrank while the image was streamed")
-                done += len(block)
-                yield block
+            yield from self.pieces(memoryview(bytearray(max(1, min(size, self.size)))))
         finally:
             os.close(self.fd)
 
@@ -179,14 +184,8 @@ class Output:
         if self.splice:  # the pages move to the pipe without a copy
             self._splice_all(span, 0, span.size)
             return
-        view = memoryview(self.buffer)
-        done = 0
-        while done < span.size:
-            got = os.preadv(span.fd, [view[: min(len(view), span.size - done)]], done)
-            if not got:
-                raise StoreChangedError(f"{span.name} shrank while the image was streamed")
-            self._write_all(view[:got])
-            done += got
+        for piece in span.pieces(memoryview(self.buffer)):
+            self._write_all(piece)
 
     def _splice_all(self, span: FileSpan, offset: int, count: int) -> None:
         """Move file pages into the pipe without copying them through user space."""
@@ -198,7 +197,7 @@ class Output:
             offset += moved
             count -= moved
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
