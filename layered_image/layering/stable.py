@@ -21,12 +21,13 @@ order, and the order below a new path is the old one.
 Then the order is cut into at most N layers: a path of at least T bytes is a layer of
 its own and smaller neighbours are batched until they reach T. The budget goes where the
 bytes are, and batches of small paths change together rarely (a registry re-sends a
-layer when any of its paths changed). T is the lowest rung of a fixed ladder that fits
-N, not the smallest number: a package added or removed then moves T, and with it every
-layer boundary, only when the count at that rung passes N. How far apart the rungs are
-trades layers left unused against such moves: from 64 layers on, an octave (a spare
-layer is cheap there and an addition then seldom re-batches anything), below that a
-quarter octave (each layer counts).
+layer when any of its paths changed). T is the lowest rung of a fixed ladder (octaves)
+that fits N, not the smallest number: a package added or removed then moves T, and with
+it every layer boundary, only when the count at that rung passes N; up to an octave's
+worth of layers may stay unused. From 64 layers on a spare layer is cheap and that is
+all. Below, each layer counts: the batches may be cut finer than T, at the lowest
+quarter-octave rung down to T / 2 that still fits N, while the lone paths stay those of
+T, so a finer or coarser batching leaves the big layers where they were.
 
 Last, inside each run of batches between two lone paths, the same number of batches is
 cut again where the expected re-send is least (dynamic programming over the run): a
@@ -110,21 +111,29 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
 
 
 def cut(sizes: list[int], max_layers: int) -> list[range]:
-    """Contiguous spans of the order: at least T bytes alone, smaller ones batched to T."""
-    return _batches(sizes, rung(_lowest_rung(sizes, max_layers, rung_spacing(max_layers))))
+    """Contiguous spans of the order: paths of at least T bytes alone, the others batched
+    until they reach T' (at most T)."""
+    lone = _lowest_rung(sizes, max_layers)
+    return _batches(sizes, rung(lone), rung(_finest_batching(sizes, max_layers, lone)))
 
 
-# From this many layers on, rungs an octave apart: spare layers are cheap and a threshold
-# that additions seldom move is worth more (see the module's docstring).
+# Below this many layers each layer counts: batches may be up to an octave finer than the
+# threshold for a path alone (see the module's docstring).
 _WIDE_BUDGET = 64
 
 
-def rung_spacing(max_layers: int) -> int:
-    """Quarter octaves between the rungs the cut may use."""
-    return 4 if max_layers >= _WIDE_BUDGET else 1
+def _finest_batching(sizes: list[int], max_layers: int, lone: int) -> int:
+    """The lowest rung, down to an octave below `lone`, that batches within the budget."""
+    if max_layers >= _WIDE_BUDGET:
+        return lone
+    finer = range(max(0, lone - 4), lone)
+    return next((k for k in finer if len(_batches(sizes, rung(lone), rung(k))) <= max_layers), lone)
 
 
-def _batches(sizes: list[int], threshold: int) -> list[range]:
+def _batches(sizes: list[int], threshold: int, batch_threshold: int | None = None) -> list[range]:
+    """Paths of at least `threshold` bytes alone; runs of the others batched until they
+    reach `batch_threshold` (the same by default)."""
+    batch_threshold = threshold if batch_threshold is None else batch_threshold
     result, start, batched = [], 0, 0
     for k, size in enumerate(sizes):
         if size >= threshold:
@@ -134,7 +143,7 @@ def _batches(sizes: list[int], threshold: int) -> list[range]:
             start, batched = k + 1, 0
             continue
         batched += size
-        if batched >= threshold:
+        if batched >= batch_threshold:
             result.append(range(start, k + 1))
             start, batched = k + 1, 0
     if start < len(sizes):
@@ -142,8 +151,9 @@ def _batches(sizes: list[int], threshold: int) -> list[range]:
     return result
 
 
-def _lowest_rung(sizes: list[int], max_spans: int, spacing: int = 1) -> int:
-    """The lowest rung (a multiple of `spacing`) whose batches number at most `max_spans`."""
+def _lowest_rung(sizes: list[int], max_spans: int, spacing: int = 4) -> int:
+    """The lowest rung (a multiple of `spacing`: an octave by default) whose batches number
+    at most `max_spans`."""
     low, high = 0, _rung_above(sum(sizes)) // spacing
     while low < high:
         middle = (low + high) // 2
@@ -188,7 +198,7 @@ def _least_resend(
     run_sizes = sizes[items.start : items.stop]
     units = [
         range(items.start + u.start, items.start + u.stop)
-        for u in _batches(run_sizes, rung(_lowest_rung(run_sizes, _CANDIDATES)))
+        for u in _batches(run_sizes, rung(_lowest_rung(run_sizes, _CANDIDATES, spacing=1)))
     ]
     if len(units) <= batches:
         return units  # a batch each: splitting never costs more
