@@ -112,22 +112,17 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
 
 def cut(sizes: list[int], max_layers: int) -> list[range]:
     """Contiguous spans of the order: paths of at least T bytes alone, the others batched
-    until they reach T' (at most T)."""
+    until they reach T' (at most T; below 64 layers the lowest rung down to T / 2 that
+    still fits)."""
     lone = _lowest_rung(sizes, max_layers)
-    return _batches(sizes, rung(lone), rung(_finest_batching(sizes, max_layers, lone)))
+    finest = lone if max_layers >= _WIDE_BUDGET else max(0, lone - 4)
+    finer = (_batches(sizes, rung(lone), rung(k)) for k in range(finest, lone))
+    return next((spans for spans in finer if len(spans) <= max_layers), _batches(sizes, rung(lone)))
 
 
 # Below this many layers each layer counts: batches may be up to an octave finer than the
 # threshold for a path alone (see the module's docstring).
 _WIDE_BUDGET = 64
-
-
-def _finest_batching(sizes: list[int], max_layers: int, lone: int) -> int:
-    """The lowest rung, down to an octave below `lone`, that batches within the budget."""
-    if max_layers >= _WIDE_BUDGET:
-        return lone
-    finer = range(max(0, lone - 4), lone)
-    return next((k for k in finer if len(_batches(sizes, rung(lone), rung(k))) <= max_layers), lone)
 
 
 def _batches(sizes: list[int], threshold: int, batch_threshold: int | None = None) -> list[range]:
