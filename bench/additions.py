@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reuse import HERE, measure
@@ -31,41 +33,26 @@ from layered_image.layering import STRATEGIES
 MAX_USERS_SHARE = 0.10
 
 
-def without_users_of(entries: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+def without_users_of(graph: nx.DiGraph, path: str) -> set[str]:
     """The closure of the roots that do not use `path`: the image before `path` came."""
-    referrers: dict[str, list[str]] = {e["path"]: [] for e in entries}
-    for entry in entries:
-        for reference in entry["references"]:
-            if reference != entry["path"]:
-                referrers[reference].append(entry["path"])
-    users = _reachable([path], referrers.__getitem__)
-    by_path = {e["path"]: e for e in entries}
-    roots = [p for p, refs in referrers.items() if not refs and p not in users]
-    keep = _reachable(roots, lambda p: [r for r in by_path[p]["references"] if r not in users])
-    kept = [e for e in entries if e["path"] in keep]
-    return [dict(e, references=[r for r in e["references"] if r in keep]) for e in kept]
+    before = graph.subgraph(set(graph) - nx.ancestors(graph, path) - {path})
+    roots = [p for p in before if graph.in_degree(p) == 0]
+    return set(roots).union(*(nx.descendants(before, root) for root in roots))
 
 
-def _reachable(starts: list[str], successors: Any) -> set[str]:
-    seen: set[str] = set()
-    stack = list(starts)
-    while stack:
-        path = stack.pop()
-        if path not in seen:
-            seen.add(path)
-            stack += successors(path)
-    return seen
+Entries = list[dict[str, Any]]
 
 
-def addition_events(entries: list[dict[str, Any]], most: int) -> list[list[dict[str, Any]]]:
+def addition_events(entries: Entries, graph: nx.DiGraph, most: int) -> list[Entries]:
     """Old images (as graph entries), one per path whose users are small enough."""
     total = sum(e["narSize"] for e in entries)
     size = {e["path"]: e["narSize"] for e in entries}
     olds = []
     for entry in sorted(entries, key=lambda e: e["path"][44:]):  # by name, not hash
-        old = without_users_of(entries, entry["path"])
-        if old and total - sum(size[e["path"]] for e in old) <= MAX_USERS_SHARE * total:
-            olds.append(old)
+        keep = without_users_of(graph, entry["path"])
+        if keep and total - sum(size[p] for p in keep) <= MAX_USERS_SHARE * total:
+            kept = [e for e in entries if e["path"] in keep]
+            olds.append([dict(e, references=[r for r in e["references"] if r in keep]) for e in kept])
     return olds[:: max(1, -(-len(olds) // most))]
 
 
@@ -82,7 +69,7 @@ def main() -> None:
     for directory in directories:
         entries = read_graph_file(directory / "base.json")
         full = build_graph(entries)
-        olds = [build_graph(old) for old in addition_events(entries, args.events)]
+        olds = [build_graph(old) for old in addition_events(entries, full.nx, args.events)]
         print(f"{directory}: {len(olds)} additions", file=sys.stderr)
         for layers in budgets:
             for strategy in sorted(STRATEGIES):
