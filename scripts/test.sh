@@ -3,7 +3,8 @@
 # unless DOCKER_HOST already answers, then pytest with every service required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export NIX_CONFIG=${NIX_CONFIG:-$'experimental-features = nix-command flakes\nsubstituters ='}
+# Without Debian's nix-setup-systemd there is no nix.conf: no nixbld group, sandbox on.
+export NIX_CONFIG=${NIX_CONFIG:-$'experimental-features = nix-command flakes\nsubstituters =\nbuild-users-group =\nsandbox = false'}
 if ! docker version >/dev/null 2>&1; then
   eval "$(scripts/start-dockerd.sh)"
 fi

@@ -17,7 +17,11 @@ from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = REPO / "tests" / "nixpkgs-shim"
-NIX_CONFIG = "experimental-features = nix-command flakes\nsubstituters ="
+# Without Debian's nix-setup-systemd (a Recommends of nix-bin) there is no nix.conf: no nixbld
+# group and the sandbox on, which hides the host tools the shim copies. Root builds single-user.
+NIX_CONFIG = "\n".join(
+    ["experimental-features = nix-command flakes", "substituters =", "build-users-group =", "sandbox = false"]
+)
 
 BASE = """{ name = "li-test/base"; tag = "v1"; contents = [ pkgs.busybox ];
            config.Cmd = [ "/bin/sh" "-c" "echo ok" ]; }"""
