@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from conftest import DATA, run_cli
@@ -49,7 +50,7 @@ def test_stable_holds_its_measured_figures_at_20_layers():
     assert registry <= 0.34 and daemon <= 0.42, (registry, daemon)
 
 
-def test_below_64_layers_batches_are_cut_finer_while_the_big_paths_stay_alone():
+def test_below_64_layers_big_paths_stay_alone_and_batches_fill_the_rest():
     graph = load_graph(REUSE / "base.json")
     closures, users = stable._closures(graph)
     sizes = [graph.nar_size[i] for i in stable.stable_order(graph, closures, users)]
@@ -63,6 +64,23 @@ def test_below_64_layers_batches_are_cut_finer_while_the_big_paths_stay_alone():
         assert len(spans) >= len(coarse)
         finer.append(len(spans) > len(coarse))
     assert any(finer[:4]) and not any(finer[4:]), finer
+
+
+@pytest.mark.parametrize(("name", "max_layers"), [("openjdk-maven", 20), ("rabbitmq", 12)])
+def test_below_64_layers_an_added_package_leaves_the_big_paths_alone(name, max_layers):
+    """The threshold for a path alone follows how many big paths there are, which a small
+    added package does not change. When it was the lowest that fitted every batch too,
+    adding unzip to openjdk and maven put 2 of 6 big paths into batches (20 layers), and
+    adding curl to rabbitmq-server all 4 (12 layers), re-sending them."""
+    folder = DATA / "reuse-more" / name
+
+    def alone(graph_file: Path) -> set[str]:
+        layers = compute_layers(load_graph(graph_file), "stable", max_layers)
+        return {layer[0] for layer in layers if len(layer) == 1}
+
+    before = alone(folder / "base.json")
+    assert len(before) >= 4
+    assert before <= alone(next(folder.glob("add-*.json")))
 
 
 @pytest.mark.parametrize("max_layers", [99, 20])

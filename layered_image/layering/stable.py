@@ -25,9 +25,12 @@ layer when any of its paths changed). T is the lowest rung of a fixed ladder (oc
 that fits N, not the smallest number: a package added or removed then moves T, and with
 it every layer boundary, only when the count at that rung passes N; up to an octave's
 worth of layers may stay unused. From 64 layers on a spare layer is cheap and that is
-all. Below, each layer counts: the batches may be cut finer than T, at the lowest
-quarter-octave rung down to T / 2 that still fits N, while the lone paths stay those of
-T, so a finer or coarser batching leaves the big layers where they were.
+all. Below, each layer counts, and a rung that fits every batch moves with the small
+paths an added package brings. There T may be lower: the lowest octave rung at which
+the paths alone take at most about a third of the layers (and leave one for each run of
+smaller paths between them), a count that small paths do not change. The batches then
+fill the rest of the budget at the lowest quarter-octave rung, from T / 2 up, that fits
+N, so a finer or coarser batching leaves the big layers where they were.
 
 Last, inside each run of batches between two lone paths, the same number of batches is
 cut again where the expected re-send is least (dynamic programming over the run): a
@@ -40,6 +43,7 @@ lone paths and the count per run stay as the ladder set them, so the stability h
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterator
 
 from layered_image.graph import ClosureGraph
@@ -112,17 +116,31 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
 
 def cut(sizes: list[int], max_layers: int) -> list[range]:
     """Contiguous spans of the order: paths of at least T bytes alone, the others batched
-    until they reach T' (at most T; below 64 layers the lowest rung down to T / 2 that
-    still fits)."""
+    until they reach T' (from 64 layers on T' = T; below, see the module's docstring)."""
     lone = _lowest_rung(sizes, max_layers)
-    finest = lone if max_layers >= _WIDE_BUDGET else max(0, lone - 4)
-    finer = (_batches(sizes, rung(lone), rung(k)) for k in range(finest, lone))
-    return next((spans for spans in finer if len(spans) <= max_layers), _batches(sizes, rung(lone)))
+    if max_layers >= _WIDE_BUDGET:
+        return _batches(sizes, rung(lone))
+    lone = min(lone, _few_lone_rung(sizes, max_layers))
+    # Ends: past the total bytes each run is one batch, and both lone rungs leave room for that.
+    batchings = (_batches(sizes, rung(lone), rung(k)) for k in itertools.count(max(0, lone - 4)))
+    return next(spans for spans in batchings if len(spans) <= max_layers)
 
 
-# Below this many layers each layer counts: batches may be up to an octave finer than the
-# threshold for a path alone (see the module's docstring).
+# Below this many layers each layer counts: the threshold for a path alone comes from how
+# many big paths there are, and the batches fill what is left (see the module's docstring).
 _WIDE_BUDGET = 64
+_LONE_SHARE = 0.35  # of the layers, at most, for paths alone (below _WIDE_BUDGET)
+
+
+def _few_lone_rung(sizes: list[int], max_layers: int) -> int:
+    """The lowest octave rung at which the paths alone take at most _LONE_SHARE of the
+    layers and leave one layer at least for each run of smaller paths between them."""
+    for k in range(0, _rung_above(sum(sizes)), 4):
+        big = [size >= rung(k) for size in sizes]
+        runs = sum(1 for before, alone in zip([True, *big], big, strict=False) if before and not alone)
+        if sum(big) <= _LONE_SHARE * max_layers and sum(big) + runs <= max_layers:
+            return k
+    return _rung_above(sum(sizes))
 
 
 def _batches(sizes: list[int], threshold: int, batch_threshold: int | None = None) -> list[range]:
