@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Streaming speed and memory against the read+hash floor.
 
-usage: bench/stream.py CONF [--runs N] [--with-base]
+usage: bench/stream.py CONF [--runs N] [--to-file] [--with-base]
 
 CONF is a stream conf (../shared/tools/make_bench_store.sh OUTDIR writes one over ~3 GB
 of real files). The floor, measured in the same run: one process reading every
@@ -9,7 +9,8 @@ regular file of the conf's store layers once and hashing it with hashlib. Then
 `layered-image stream CONF` piped into a hash sink (another process hashing stdin),
 as `docker load` would read it. After one warm-up read, floor and stream run N times
 each, interleaved (default 3); the medians are reported, with the stream's peak RSS
-and whether every run gave the same digest.
+and whether every run gave the same digest. --to-file: also `-o FILE` beside CONF (as a
+build writes $out), interleaved with the others.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def stream(conf_path: str) -> tuple[float, int, str]:
     return seconds, usage.ru_maxrss // 1024, sink.stdout.split()[0]
 
 
+def to_file(conf_path: str) -> float:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(conf_path))) as scratch:
+        start = time.perf_counter()
+        target = os.path.join(scratch, "image.tar")
+        command = [sys.executable, "-m", "layered_image", "stream", conf_path, "-q", "-o", target]
+        subprocess.run(command, check=True)
+        return time.perf_counter() - start
+
+
 def through_base(conf: dict, conf_path: str, compress: bool) -> None:
     """The whole image as the base of a one-file image: the base is checked (read and
     hashed) and streamed through; memory must not grow with its size."""
@@ -97,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("conf")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--to-file", action="store_true", help="also time writing the image to a file")
     parser.add_argument(
         "--with-base", action="store_true", help="also stream an image whose from_image is this whole image"
     )
@@ -104,10 +115,12 @@ def main() -> None:
     with open(args.conf) as file:
         conf = json.load(file)
     floor(conf)  # warm the page cache
-    floors, streams = [], []
-    for _ in range(args.runs):  # interleaved, so that the machine's mood hits both alike
+    floors, streams, files = [], [], []
+    for _ in range(args.runs):  # interleaved, so that the machine's mood hits all alike
         floors.append(floor(conf))
         streams.append(stream(args.conf))
+        if args.to_file:
+            files.append(to_file(args.conf))
     floor_time = statistics.median(seconds for seconds, _ in floors)
     stream_time = statistics.median(seconds for seconds, _, _ in streams)
     gigabytes = floors[0][1] / 1e9
@@ -117,6 +130,11 @@ def main() -> None:
         f"layered-image stream | hash sink:   {stream_time:6.2f} s  {stream_time / floor_time:.2f}x the floor"
     )
     print(f"  runs: floor {[round(s, 1) for s, _ in floors]}, stream {[round(s, 1) for s, _, _ in streams]}")
+    if files:
+        file_time = statistics.median(files)
+        ratio = file_time / floor_time
+        print(f"layered-image stream -o FILE:      {file_time:6.2f} s  {ratio:.2f}x the floor")
+        print(f"  runs: to a file {[round(seconds, 1) for seconds in files]}")
     print(f"stream peak RSS: {max(rss for _, rss, _ in streams)} MB")
     digests = {digest for _, _, digest in streams}
     print(f"same bytes every run: {'yes' if len(digests) == 1 else 'NO'} ({digests.pop()[:16]}...)")
