@@ -186,8 +186,8 @@ def test_a_big_store_file_that_changes_after_planning_stops_the_stream(tmp_path,
 @pytest.mark.parametrize("hashing", [False, True], ids=["copied", "hashed"])
 @pytest.mark.parametrize("target", ["file", "pipe", "device"])
 def test_a_big_store_file_that_shrinks_while_read_stops_the_stream(tmp_path, fake_store, hashing, target):
-    """Whichever way its bytes go (hashed through a mapping; sent to a file, spliced to a
-    pipe, read and written to anything else)."""
+    """Whichever way its bytes go (hashed through a mapping; spliced to a pipe, read and
+    written to a file or anything else)."""
     path = fake_store / "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-2.0" / "libx.so"
     fd = os.open(path, os.O_RDONLY)
     span = FileSpan(fd, path.stat().st_size + 4096, str(path))  # as if cut after it was opened

@@ -30,8 +30,7 @@ DIRECT_AT = 256 << 10  # bytes this large are sent as they are, not copied into 
 
 class FileSpan:
     """A whole store file, handed over open: the hashing thread reads it through a mapping
-    and the writing thread moves it to a pipe with splice(2), to a file with sendfile(2):
-    no copy goes through Python."""
+    and the writing thread moves it to the pipe with splice(2): no copy goes through Python."""
 
     def __init__(self, fd: int, size: int, name: str) -> None:
         self.fd, self.size, self.name = fd, size, name
@@ -79,7 +78,7 @@ class Output:
         self.queue: queue.Queue[tuple[bytes, Any] | None] = queue.Queue(self.QUEUED)
         self.hashed: queue.Queue[bytes | FileSpan | None] = queue.Queue(self.QUEUED)
         self.buffer = bytearray(FLUSH_AT)  # the writer thread's, for reading FileSpans
-        self.move = _pipe_mover(fd) or _file_mover(fd)  # None: read and write through a buffer
+        self.splice = _widen_pipe(fd) and hasattr(os, "splice")
         self.hasher_thread = _thread(self._hash_stage, "layered-image-hash")
         self.writer_thread = _thread(self._write_stage, "layered-image-write")
         self.hasher_thread.start()
@@ -182,17 +181,21 @@ class Output:
         self.hashed.task_done()
 
     def _copy_file(self, span: FileSpan) -> None:
-        if self.move is None:
-            for piece in span.pieces(memoryview(self.buffer)):
-                self._write_all(piece)
+        if self.splice:  # the pages move to the pipe without a copy
+            self._splice_all(span, 0, span.size)
             return
-        self.progress.advance(span.size)
-        offset = 0
-        while offset < span.size:
-            moved = self.move(span.fd, self.fd, offset, span.size - offset)
+        for piece in span.pieces(memoryview(self.buffer)):
+            self._write_all(piece)
+
+    def _splice_all(self, span: FileSpan, offset: int, count: int) -> None:
+        """Move file pages into the pipe without copying them through user space."""
+        self.progress.advance(count)
+        while count:
+            moved = os.splice(span.fd, self.fd, count, offset_src=offset)
             if not moved:
                 raise StoreChangedError(f"{span.name} shrank while the image was streamed")
             offset += moved
+            count -= moved
 
     def _write_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -219,26 +222,14 @@ def _hash_mapped(span: FileSpan, hasher: Any) -> None:
             hasher.update(view)
 
 
-# Move `count` bytes of a file from `offset` to the output in the kernel: the pages never
-# pass through user space (the hashing thread reads them through a mapping).
-Mover = Callable[[int, int, int, int], int]
-
-
-def _pipe_mover(fd: int) -> Mover | None:
-    """For a pipe: splice(2), with the pipe made 1 MiB instead of 64 KiB (far fewer
-    wake-ups of us and the reader)."""
-    if not stat.S_ISFIFO(os.fstat(fd).st_mode) or not hasattr(os, "splice"):
-        return None
+def _widen_pipe(fd: int) -> bool:
+    """For a pipe: make it 1 MiB instead of 64 KiB (far fewer wake-ups of us and the
+    reader) and say it is one."""
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return False
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, FLUSH_AT)
-    return lambda source, target, offset, count: os.splice(source, target, count, offset_src=offset)
-
-
-def _file_mover(fd: int) -> Mover | None:
-    """For a regular file (`-o FILE`, a build's $out): sendfile(2)."""
-    if not stat.S_ISREG(os.fstat(fd).st_mode) or not hasattr(os, "sendfile"):
-        return None
-    return lambda source, target, offset, count: os.sendfile(target, source, offset, count)
+    return True
 
 
 @contextlib.contextmanager
