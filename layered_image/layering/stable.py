@@ -135,12 +135,13 @@ _LONE_SHARE = 0.35  # of the layers, at most, for paths alone (below _WIDE_BUDGE
 def _few_lone_rung(sizes: list[int], max_layers: int) -> int:
     """The lowest octave rung at which the paths alone take at most _LONE_SHARE of the
     layers and leave one layer at least for each run of smaller paths between them."""
-    for k in range(0, _rung_above(sum(sizes)), 4):
-        big = [size >= rung(k) for size in sizes]
-        runs = sum(1 for before, alone in zip([True, *big], big, strict=False) if before and not alone)
-        if sum(big) <= _LONE_SHARE * max_layers and sum(big) + runs <= max_layers:
+    past_total = _rung_above(sum(sizes))
+    for k in range(0, past_total, 4):
+        alone = sum(1 for size in sizes if size >= rung(k))
+        one_batch_per_run = _batches(sizes, rung(k), rung(past_total))
+        if alone <= _LONE_SHARE * max_layers and len(one_batch_per_run) <= max_layers:
             return k
-    return _rung_above(sum(sizes))
+    return past_total
 
 
 def _batches(sizes: list[int], threshold: int, batch_threshold: int | None = None) -> list[range]:
