@@ -35,6 +35,7 @@ from layered_image.options import add_output_arguments, add_push_arguments
 from layered_image.progress import Progress
 
 if TYPE_CHECKING:  # the registry client (http.client, ssl) is imported only by push and index
+    from layered_image.registry.blob_locations import BlobLocations
     from layered_image.registry.client import Registry
     from layered_image.registry.reference import Reference
 
@@ -49,9 +50,9 @@ def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
 
     target, registry, say = _registry(args)
     conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
-    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
-        image = _oci_image(conf, args.compression, Path(scratch), resources)
-        result = push_image(image, registry, target.tag, say)
+    with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
+        image = _oci_image(conf, args.compression, scratch, resources)
+        result = push_image(image, registry, target.tag, say, seen)
     say(f"{target}: {result.summary()}")
     return 0
 
@@ -61,15 +62,32 @@ def index_command(args: argparse.Namespace) -> int:
     from layered_image.registry.push import push_index
 
     target, registry, say = _registry(args)
-    with ExitStack() as resources, tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+    with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
         images = []
         for number, path in enumerate(args.confs):
             conf = dataclasses.replace(load_conf(path, None), repo_tag=f"{target.repository}:{target.tag}")
-            (Path(scratch) / str(number)).mkdir()
-            images.append(_oci_image(conf, args.compression, Path(scratch) / str(number), resources))
-        digest = push_index(images, registry, target.tag, say)
+            (scratch / str(number)).mkdir()
+            images.append(_oci_image(conf, args.compression, scratch / str(number), resources))
+        digest = push_index(images, registry, target.tag, say, seen)
     say(f"{target}: index {digest} of {', '.join(image.architecture for image in images)}")
     return 0
+
+
+@contextlib.contextmanager
+def _push_scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+        yield Path(scratch)
+
+
+@contextlib.contextmanager
+def _blob_locations(say: Callable[[str], None]) -> Iterator[BlobLocations]:
+    """Where this user's pushes saw blobs (for mounts); saved after a push that worked."""
+    from layered_image.registry.blob_locations import BlobLocations
+
+    seen = BlobLocations.load()
+    yield seen
+    if problem := seen.save():
+        say(f"note: could not remember the pushed blobs for later mounts ({problem})")
 
 
 def _oci_image(conf: StreamConf, compression: str, scratch: Path, resources: ExitStack) -> OciImage:

@@ -16,7 +16,15 @@ from conftest import make_conf, need, run_cli
 from registry_fixtures import FaultyProxy, start_registry
 
 from layered_image.cli import main
+from layered_image.registry import blob_locations
 from layered_image.registry import push as push_module
+
+
+@pytest.fixture(autouse=True)
+def blob_cache(tmp_path: Path, monkeypatch) -> Path:
+    """Each test its own cache of where blobs were seen (pushes run as separate processes)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "layered-image" / "blob-locations.json"
 
 
 @pytest.fixture
@@ -32,8 +40,11 @@ def conf(tmp_path: Path, fake_store: Path) -> Path:
     return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store))
 
 
-def push(conf: Path, host: str, *extra: str, **kwargs) -> subprocess.CompletedProcess:
-    return run_cli("push", str(conf), f"docker://{host}/test/image:1", "--tls-verify=false", *extra, **kwargs)
+def push(
+    conf: Path, host: str, *extra: str, repository: str = "test/image", **kwargs
+) -> subprocess.CompletedProcess:
+    target = f"docker://{host}/{repository}:1"
+    return run_cli("push", str(conf), target, "--tls-verify=false", *extra, **kwargs)
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:
@@ -72,6 +83,56 @@ def test_pushing_again_sends_nothing_and_a_change_sends_only_its_layer(conf, reg
     assert third.returncode == 0 and "2 blobs pushed" in third.stderr.decode()  # that layer and the config
     assert registry.requests("POST", "/blobs/uploads/") == uploads + 2
     assert "already there" in third.stderr.decode()
+
+
+def test_blobs_pushed_to_one_repository_are_mounted_into_another(tmp_path, conf, registry):
+    assert push(conf, registry.host).returncode == 0
+    uploads = registry.requests("PUT", "/blobs/uploads/")
+    other = push(conf, registry.host, repository="test/other")
+    assert other.returncode == 0, other.stderr.decode()
+    assert "0 blobs pushed (0 bytes), 3 mounted" in other.stderr.decode()
+    assert other.stderr.decode().count("mounted from test/image sha256:") == 3
+    assert registry.requests("PUT", "/blobs/uploads/") == uploads  # no byte of a blob went again
+    source = f"docker://{registry.host}/test/other:1"
+    copy = skopeo("copy", "-q", "--src-tls-verify=false", source, f"oci:{tmp_path}/layout:1")
+    assert copy.returncode == 0, copy.stderr  # every blob readable from the new repository
+
+
+def test_a_stale_or_broken_blob_cache_means_an_upload(conf, registry, blob_cache):
+    blob_cache.parent.mkdir(parents=True)
+    blob_cache.write_text("{not json")
+    first = push(conf, registry.host)
+    assert first.returncode == 0 and "3 blobs pushed" in first.stderr.decode()
+    # The registry has the blobs in test/image only; the cache says test/gone holds them.
+    blob_cache.write_text(blob_cache.read_text().replace('"test/image"', '"test/gone"'))
+    other = push(conf, registry.host, repository="test/other")
+    assert other.returncode == 0, other.stderr.decode()
+    assert "3 blobs pushed" in other.stderr.decode() and "mounted" not in other.stderr.decode()
+    assert registry.requests("POST", "mount=") == 3  # each tried once, then uploaded
+    inspect = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/other:1")
+    assert inspect.returncode == 0, inspect.stderr
+    assert '"test/other"' in blob_cache.read_text()
+
+
+def test_an_unwritable_blob_cache_is_a_note_not_a_failure(tmp_path, conf, registry, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    result = push(conf, registry.host)
+    assert result.returncode == 0 and "3 blobs pushed" in result.stderr.decode()
+    assert "note: could not remember the pushed blobs" in result.stderr.decode()
+
+
+def test_the_blob_cache_keeps_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setattr(blob_locations, "MAX_DIGESTS_PER_HOST", 2)
+    monkeypatch.setattr(blob_locations, "MAX_REPOSITORIES_PER_BLOB", 2)
+    seen = blob_locations.BlobLocations.load(tmp_path / "cache.json")
+    for repository, digests in [("a", ["d1", "d2"]), ("b", ["d1"]), ("c", ["d3", "d1"])]:
+        seen.record("host", repository, digests)
+    assert seen.save() is None
+    again = blob_locations.BlobLocations.load(tmp_path / "cache.json")
+    assert again.seen == {"host": {"d3": ["c"], "d1": ["c", "b"]}}  # d2 the oldest, a the oldest of d1
+    assert again.elsewhere("host", "d1", "c") == ["b"] and again.elsewhere("other", "d1", "x") == []
 
 
 def test_large_blobs_go_up_in_chunks(conf, registry, monkeypatch, capsys):
@@ -172,8 +233,12 @@ def test_a_bearer_token_challenge_is_answered(conf, registry):
     proxy = FaultyProxy(registry.host, bearer_token="t0ken").start()
     try:
         result = push(conf, proxy.host, "--creds", "alice:s3cret")
+        other = push(conf, proxy.host, "--creds", "alice:s3cret", repository="test/other")
     finally:
         proxy.stop()
     assert result.returncode == 0, result.stderr.decode()
-    assert proxy.token_requests and "scope=repository%3Atest%2Fimage%3Apull%2Cpush" in proxy.token_requests[0]
-    assert "service=test-registry" in proxy.token_requests[0]
+    first, second = proxy.token_requests[0], proxy.token_requests[-1]
+    assert "scope=repository%3Atest%2Fimage%3Apull%2Cpush" in first and "service=test-registry" in first
+    # Pushed to another repository, the token also asks to read the one it mounts from.
+    assert other.returncode == 0 and "3 mounted" in other.stderr.decode(), other.stderr.decode()
+    assert "scope=repository%3Atest%2Fother%3Apull%2Cpush&scope=repository%3Atest%2Fimage%3Apull" in second

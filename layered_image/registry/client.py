@@ -46,6 +46,7 @@ class Registry:
     scheme: str = "https"
     authorization: str | None = None
     retry_pause: float = 0.5
+    pull_scopes: list[str] = field(default_factory=list)  # other repositories a token should read
     log: Callable[[str], None] = field(default=lambda line: None)
     connected: bool = False  # an index pushes several images over one handshake
 
@@ -69,9 +70,15 @@ class Registry:
         self.connected = True
 
     def request(
-        self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        refusal_ok: bool = False,
     ) -> Response:
-        """One request, with credentials; 5xx and dropped connections raise RetryableError."""
+        """One request, with credentials; 5xx and dropped connections raise RetryableError,
+        a 401 after logging in again is the user's error unless `refusal_ok`."""
         headers = dict(headers or {})
         try:
             response = self._send(method, url, body, headers)
@@ -80,7 +87,7 @@ class Registry:
                 response = self._send(method, url, body, headers)
         except (ConnectionError, http.client.HTTPException, TimeoutError) as err:
             raise RetryableError(f"{method} {url}: {err or type(err).__name__}") from None
-        if response.status == 401:
+        if response.status == 401 and not refusal_ok:
             raise UserError(f"{self.host} refused the credentials for {self.repository} (401 on {method})")
         if response.status >= 500:
             raise RetryableError(f"{method} {url}: {response.status} {response.body[:200]!r}")
@@ -139,7 +146,7 @@ class Registry:
                 raise UserError(
                     f"{self.host} needs credentials: give --creds USER:PASSWORD or --authfile FILE"
                 )
-            self.authorization = "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
+            self.authorization = _basic(self.credentials)
         elif scheme.lower() == "bearer":
             self.authorization = "Bearer " + self._token(dict(re.findall(r'(\w+)="([^"]*)"', params)))
         else:
@@ -151,12 +158,10 @@ class Registry:
         realm = challenge.get("realm")
         if not realm:
             raise UserError(f"{self.host}: bearer challenge without a realm")
-        query = {"service": challenge.get("service", ""), "scope": f"repository:{self.repository}:pull,push"}
-        headers = {}
-        if self.credentials:
-            headers["Authorization"] = (
-                "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
-            )
+        scopes = [f"repository:{self.repository}:pull,push"]
+        scopes += [f"repository:{source}:pull" for source in self.pull_scopes]
+        query = [("service", challenge.get("service", "")), *(("scope", scope) for scope in scopes)]
+        headers = {"Authorization": _basic(self.credentials)} if self.credentials else {}
         saved, self.authorization = self.authorization, None
         try:
             answer = self._send("GET", f"{realm}?{urllib.parse.urlencode(query)}", headers=headers)

@@ -1,6 +1,8 @@
 """Push an image to a registry: for each blob, HEAD first and skip it if the registry has
-it; upload the rest in parallel (in chunks when large), each with retries; put the
-manifest only once every blob is there, so no manifest ever names a missing blob."""
+it; mount it from another repository of the same registry where it was seen before
+(see blob_locations); upload the rest in parallel (in chunks when large), each with
+retries; put the manifest only once every blob is there, so no manifest ever names a
+missing blob."""
 
 from __future__ import annotations
 
@@ -12,40 +14,52 @@ from dataclasses import dataclass
 from layered_image.archive.blobs import Blob, json_blob
 from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_entry, index_json
 from layered_image.errors import UserError
+from layered_image.registry.blob_locations import BlobLocations
 from layered_image.registry.client import Registry, Response
 
 CHUNK = 16 << 20  # blobs larger than this go up in PATCHes of this size
 PARALLEL = 4
 
 
+PUSHED, MOUNTED, THERE = "pushed", "mounted", "already there"
+
+
 @dataclass
 class PushResult:
     manifest_digest: str
-    pushed: list[Blob]
-    skipped: list[Blob]
+    outcomes: dict[str, list[Blob]]  # PUSHED, MOUNTED or THERE: the blobs that went so
 
     def summary(self) -> str:
-        sent = sum(blob.size for blob in self.pushed)
-        kept = sum(blob.size for blob in self.skipped)
-        return (
-            f"{_blobs(len(self.pushed))} pushed ({sent:,} bytes), {len(self.skipped)} already there "
-            f"({kept:,} bytes); manifest {self.manifest_digest}"
-        )
+        parts = []
+        for outcome in (PUSHED, MOUNTED, THERE):
+            blobs = self.outcomes.get(outcome, [])
+            if blobs or outcome != MOUNTED:
+                count = _blobs(len(blobs)) if outcome == PUSHED else str(len(blobs))
+                parts.append(f"{count} {outcome} ({sum(blob.size for blob in blobs):,} bytes)")
+        return f"{', '.join(parts)}; manifest {self.manifest_digest}"
 
 
-def push_image(image: OciImage, registry: Registry, tag: str, say: Callable[[str], None]) -> PushResult:
-    registry.connect()
+def push_image(
+    image: OciImage, registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
+) -> PushResult:
     blobs = list({blob.digest: blob for blob in [*image.layers, image.config]}.values())
+    sources = {blob.digest: seen.elsewhere(registry.host, blob.digest, registry.repository) for blob in blobs}
+    registry.pull_scopes = sorted({repo for repos in sources.values() for repo in repos})  # for mounts
+    registry.connect()
     with ThreadPoolExecutor(PARALLEL) as pool:
-        sent = list(pool.map(lambda blob: _push_blob(registry, blob, say), blobs))
+        outcomes = list(pool.map(lambda blob: _push_blob(registry, blob, sources[blob.digest], say), blobs))
     manifest = image.manifest
     registry.with_retries(f"putting the manifest {tag}", lambda: _put_manifest(registry, manifest, tag))
-    pushed = [blob for blob, was_sent in zip(blobs, sent, strict=True) if was_sent]
-    skipped = [blob for blob, was_sent in zip(blobs, sent, strict=True) if not was_sent]
-    return PushResult(manifest.digest, pushed, skipped)
+    seen.record(registry.host, registry.repository, [blob.digest for blob in blobs])
+    by_outcome: dict[str, list[Blob]] = {}
+    for blob, outcome in zip(blobs, outcomes, strict=True):
+        by_outcome.setdefault(outcome, []).append(blob)
+    return PushResult(manifest.digest, by_outcome)
 
 
-def push_index(images: list[OciImage], registry: Registry, tag: str, say: Callable[[str], None]) -> str:
+def push_index(
+    images: list[OciImage], registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
+) -> str:
     """Each image by digest, then an OCI image index naming them per platform under `tag`."""
     platforms = [image.architecture for image in images]
     if len(set(platforms)) != len(platforms):
@@ -53,21 +67,25 @@ def push_index(images: list[OciImage], registry: Registry, tag: str, say: Callab
             f"two images for the same architecture ({', '.join(sorted(platforms))}); give one each"
         )
     for image in images:
-        result = push_image(image, registry, image.manifest.digest, say)
+        result = push_image(image, registry, image.manifest.digest, say, seen)
         say(f"{image.architecture}: {result.summary()}")
     index = json_blob(index_json([index_entry(image) for image in images]), INDEX_MEDIA_TYPE)
     registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
     return index.digest
 
 
-def _push_blob(registry: Registry, blob: Blob, say: Callable[[str], None]) -> bool:
+def _push_blob(registry: Registry, blob: Blob, sources: list[str], say: Callable[[str], None]) -> str:
     name = f"{blob.digest[:19]} ({blob.size:,} bytes)"
     if registry.with_retries(f"checking {name}", lambda: _has_blob(registry, blob)):
         say(f"already there {name}")
-        return False
+        return THERE
+    for source in sources:
+        if registry.with_retries(f"mounting {name}", lambda: _mount(registry, blob, source)):  # noqa: B023
+            say(f"mounted from {source} {name}")
+            return MOUNTED
     registry.with_retries(f"uploading {name}", lambda: _upload(registry, blob))
     say(f"pushed {name}")
-    return True
+    return PUSHED
 
 
 def _has_blob(registry: Registry, blob: Blob) -> bool:
@@ -75,6 +93,19 @@ def _has_blob(registry: Registry, blob: Blob) -> bool:
     if answer.status not in (200, 404):
         _refused(registry, answer, f"checking blob {blob.digest}")
     return answer.status == 200
+
+
+def _mount(registry: Registry, blob: Blob, source: str) -> bool:
+    """Ask for the blob to be linked from `source`: 201 when it was. Otherwise (the blob is
+    gone from there, or we may not read it) the upload the registry may have opened is
+    cancelled, and the blob goes up as usual."""
+    query = urllib.parse.urlencode({"mount": blob.digest, "from": source})
+    answer = registry.request("POST", registry.url(f"blobs/uploads/?{query}"), refusal_ok=True)
+    if answer.status == 201:
+        return True
+    if answer.status == 202 and answer.header("Location"):
+        registry.request("DELETE", _location(registry, answer), refusal_ok=True)
+    return False
 
 
 def _upload(registry: Registry, blob: Blob) -> None:
