@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,11 +76,13 @@ def start_registry(directory: Path, htpasswd: Path | None = None) -> RunningRegi
 @dataclass
 class FaultyProxy:
     """Forwards to `upstream`; the first request matching each (method, path part) of
-    `faults` gets the fault instead: "500" (an error answer) or "reset" (the connection
-    dropped without an answer, after reading the request)."""
+    `faults` (or the nth, given as a fourth item) gets the fault instead: "500" (an error
+    answer), "reset" (the connection dropped without an answer, after reading the
+    request) or "lost-answer" (the request forwarded, then the connection dropped)."""
 
     upstream: str
-    faults: list[tuple[str, str, str]] = field(default_factory=list)
+    faults: list[tuple] = field(default_factory=list)
+    matched: Counter = field(default_factory=Counter)
     host: str = ""
     bearer_token: str | None = None  # set: act as a token-auth front (challenge, /token, check)
     token_requests: list[str] = field(default_factory=list)  # the scopes asked for
@@ -131,14 +134,16 @@ class FaultyProxy:
                     self.end_headers()
                     return
                 if fault == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
+                    self._drop()
                     return
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
                 data = answer.read()
+                if fault == "lost-answer":
+                    self._drop()
+                    return
                 self.send_response(answer.status)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("connection", "transfer-encoding"):
@@ -150,6 +155,10 @@ class FaultyProxy:
                     self.wfile.write(data)
                 upstream.close()
 
+            def _drop(self) -> None:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -159,8 +168,13 @@ class FaultyProxy:
         return self
 
     def _take_fault(self, method: str, path: str) -> str | None:
-        for fault in self.faults:
-            if fault[0] == method and fault[1] in path:
+        """The first unspent fault matching this request; one with a fourth item, n, only
+        for the nth request matching its (method, path part)."""
+        hits = [fault for fault in self.faults if fault[0] == method and fault[1] in path]
+        for key in {fault[:2] for fault in hits}:
+            self.matched[key] += 1
+        for fault in hits:
+            if len(fault) < 4 or self.matched[fault[:2]] == fault[3]:
                 self.faults.remove(fault)
                 return fault[2]
         return None

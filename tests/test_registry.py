@@ -16,8 +16,7 @@ from conftest import make_conf, need, run_cli
 from registry_fixtures import FaultyProxy, start_registry
 
 from layered_image.cli import main
-from layered_image.registry import blob_locations
-from layered_image.registry import push as push_module
+from layered_image.registry import blob_locations, upload
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +135,7 @@ def test_the_blob_cache_keeps_the_newest(tmp_path, monkeypatch):
 
 
 def test_large_blobs_go_up_in_chunks(conf, registry, monkeypatch, capsys):
-    monkeypatch.setattr(push_module, "CHUNK", 64 << 10)  # the 300 kB random file makes a bigger layer
+    monkeypatch.setattr(upload, "CHUNK", 64 << 10)  # the 300 kB random file makes a bigger layer
     assert main(["push", str(conf), f"docker://{registry.host}/test/image:1", "--tls-verify=false"]) == 0
     assert registry.requests("PATCH", "/blobs/uploads/") >= 4
     inspect = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1")
@@ -185,6 +184,29 @@ def test_a_failing_registry_is_retried(conf, registry, fault):
     assert result.returncode == 0, result.stderr.decode()
     assert result.stderr.decode().count("retrying") == 3
     assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1").returncode == 0
+
+
+def test_a_chunked_upload_resumes_where_the_registry_got_to(conf, registry, monkeypatch, capsys):
+    monkeypatch.setattr(upload, "CHUNK", 64 << 10)  # its layer of random bytes: 10 chunks
+    monkeypatch.setattr("layered_image.registry.client.Registry.retry_pause", 0.01)
+    # The 2nd chunk never reaches the registry; the 4th does, but its answer is lost.
+    faults = [("PATCH", "/blobs/uploads/", "reset", 2), ("PATCH", "/blobs/uploads/", "lost-answer", 5)]
+    proxy = FaultyProxy(registry.host, faults).start()
+    try:
+        code = main(["push", str(conf), f"docker://{proxy.host}/test/image:1", "--tls-verify=false"])
+    finally:
+        proxy.stop()
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert error.count("retrying uploading") == 2
+    # The lost chunk was sent again, and only it: 4 chunks in the first session. After the
+    # lost answer the registry cannot resume (our session state names an old offset), so
+    # that upload starts over: 10 more, and one more POST.
+    assert "cannot resume the upload" in error
+    assert registry.requests("PATCH", "/blobs/uploads/") == 4 + 10
+    assert registry.requests("POST", "/blobs/uploads/") == 3 + 1
+    inspect = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1")
+    assert inspect.returncode == 0, inspect.stderr
 
 
 def test_a_registry_that_keeps_failing_gets_no_manifest(conf, registry, monkeypatch, capsys):

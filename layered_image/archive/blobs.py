@@ -46,6 +46,14 @@ class Blob:
             while chunk := file.read(block):
                 yield chunk
 
+    def read_range(self, offset: int, size: int) -> bytes:
+        if self.data is not None:
+            return self.data[offset : offset + size]
+        assert self.path is not None
+        with open(self.path, "rb") as file:
+            file.seek(offset)
+            return file.read(size)
+
 
 def json_blob(data: bytes, media_type: str) -> Blob:
     return Blob(f"sha256:{hashlib.sha256(data).hexdigest()}", len(data), media_type, data=data)

@@ -13,6 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from layered_image import __version__
 from layered_image.errors import UserError
@@ -107,6 +108,21 @@ class Registry:
 
     def url(self, path: str) -> str:
         return f"/v2/{self.repository}/{path}"
+
+    def location(self, answer: Response) -> str:
+        """Where an upload goes on: the answer's Location, made absolute."""
+        location = answer.header("Location")
+        if not location:
+            raise UserError(f"{self.host}: an upload answer without a Location header")
+        return urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
+
+    def expect(self, answer: Response, status: int, what: str) -> None:
+        if answer.status != status:
+            self.refused(answer, what)
+
+    def refused(self, answer: Response, what: str) -> NoReturn:
+        detail = answer.body[:300].decode(errors="replace").strip()
+        raise UserError(f"{self.host} refused {what}: {answer.status} {detail}")
 
     def _send(
         self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None

@@ -1,6 +1,6 @@
 """Push an image to a registry: for each blob, HEAD first and skip it if the registry has
 it; mount it from another repository of the same registry where it was seen before
-(see blob_locations); upload the rest in parallel (in chunks when large), each with
+(see blob_locations); upload the rest in parallel (see upload), each step with
 retries; put the manifest only once every blob is there, so no manifest ever names a
 missing blob."""
 
@@ -15,9 +15,9 @@ from layered_image.archive.blobs import Blob, json_blob
 from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_entry, index_json
 from layered_image.errors import UserError
 from layered_image.registry.blob_locations import BlobLocations
-from layered_image.registry.client import Registry, Response
+from layered_image.registry.client import Registry
+from layered_image.registry.upload import has_blob, upload_blob
 
-CHUNK = 16 << 20  # blobs larger than this go up in PATCHes of this size
 PARALLEL = 4
 
 
@@ -76,23 +76,16 @@ def push_index(
 
 def _push_blob(registry: Registry, blob: Blob, sources: list[str], say: Callable[[str], None]) -> str:
     name = f"{blob.digest[:19]} ({blob.size:,} bytes)"
-    if registry.with_retries(f"checking {name}", lambda: _has_blob(registry, blob)):
+    if registry.with_retries(f"checking {name}", lambda: has_blob(registry, blob)):
         say(f"already there {name}")
         return THERE
     for source in sources:
         if registry.with_retries(f"mounting {name}", lambda: _mount(registry, blob, source)):  # noqa: B023
             say(f"mounted from {source} {name}")
             return MOUNTED
-    registry.with_retries(f"uploading {name}", lambda: _upload(registry, blob))
+    upload_blob(registry, blob, name)
     say(f"pushed {name}")
     return PUSHED
-
-
-def _has_blob(registry: Registry, blob: Blob) -> bool:
-    answer = registry.request("HEAD", registry.url(f"blobs/{blob.digest}"))
-    if answer.status not in (200, 404):
-        _refused(registry, answer, f"checking blob {blob.digest}")
-    return answer.status == 200
 
 
 def _mount(registry: Registry, blob: Blob, source: str) -> bool:
@@ -104,53 +97,14 @@ def _mount(registry: Registry, blob: Blob, source: str) -> bool:
     if answer.status == 201:
         return True
     if answer.status == 202 and answer.header("Location"):
-        registry.request("DELETE", _location(registry, answer), refusal_ok=True)
+        registry.request("DELETE", registry.location(answer), refusal_ok=True)
     return False
-
-
-def _upload(registry: Registry, blob: Blob) -> None:
-    answer = registry.request("POST", registry.url("blobs/uploads/"))
-    _expect(registry, answer, 202, f"starting the upload of {blob.digest}")
-    location = _location(registry, answer)
-    if blob.size > CHUNK:
-        offset = 0
-        for chunk in blob.read(CHUNK):
-            headers = {"Content-Type": "application/octet-stream",
-                       "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}  # fmt: skip
-            answer = registry.request("PATCH", location, chunk, headers)
-            _expect(registry, answer, 202, f"uploading {blob.digest}")
-            location = _location(registry, answer)
-            offset += len(chunk)
-        body = b""
-    else:
-        body = b"".join(blob.read())
-    separator = "&" if "?" in location else "?"
-    headers = {"Content-Type": "application/octet-stream"}
-    answer = registry.request("PUT", f"{location}{separator}digest={blob.digest}", body, headers)
-    _expect(registry, answer, 201, f"finishing the upload of {blob.digest}")
 
 
 def _put_manifest(registry: Registry, manifest: Blob, tag: str) -> None:
     headers = {"Content-Type": manifest.media_type}
     answer = registry.request("PUT", registry.url(f"manifests/{tag}"), manifest.data or b"", headers)
-    _expect(registry, answer, 201, f"putting the manifest {tag}")
-
-
-def _location(registry: Registry, answer: Response) -> str:
-    location = answer.header("Location")
-    if not location:
-        raise UserError(f"{registry.host}: an upload answer without a Location header")
-    return urllib.parse.urljoin(f"{registry.scheme}://{registry.host}/", location)
-
-
-def _expect(registry: Registry, answer: Response, status: int, what: str) -> None:
-    if answer.status != status:
-        _refused(registry, answer, what)
-
-
-def _refused(registry: Registry, answer: Response, what: str) -> None:
-    detail = answer.body[:300].decode(errors="replace").strip()
-    raise UserError(f"{registry.host} refused {what}: {answer.status} {detail}")
+    registry.expect(answer, 201, f"putting the manifest {tag}")
 
 
 def _blobs(count: int) -> str:
