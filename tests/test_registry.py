@@ -173,6 +173,47 @@ def test_credentials_from_creds_and_authfile(tmp_path, conf, auth_registry):
     assert usual.returncode == 0, usual.stderr.decode()
 
 
+HELPER = """#!/bin/sh
+# docker-credential-test: the credential helper protocol; logs each server it is asked for
+read server
+echo "$server" >> "$0.log"
+case "$server" in
+  *127.0.0.1*) echo '{"ServerURL": "'"$server"'", "Username": "alice", "Secret": "s3cret"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+def test_credentials_from_a_credential_helper(tmp_path, conf, auth_registry):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-test"
+    helper.write_text(HELPER)
+    helper.chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    host = auth_registry.host
+    for settings in ({"credHelpers": {host: "test"}}, {"auths": {host: {}}, "credsStore": "test"}):
+        authfile = tmp_path / "config.json"
+        authfile.write_text(json.dumps(settings))
+        result = push(conf, host, "--authfile", str(authfile), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+    assert Path(f"{helper}.log").read_text() == f"{host}\n{host}\n"
+    # A helper that has nothing for the registry: no credentials in that file.
+    authfile.write_text(json.dumps({"credHelpers": {host: "test"}}))
+    helper.write_text(HELPER.replace("*127.0.0.1*", "*nowhere*"))
+    nothing = push(conf, host, "--authfile", str(authfile), env=env)
+    assert nothing.returncode == 1 and "holds no credentials for" in nothing.stderr.decode()
+    authfile.write_text(json.dumps({"credHelpers": {host: "missing"}}))
+    missing = push(conf, host, "--authfile", str(authfile), env=env)
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
+    assert "docker-credential-missing, which is not on PATH" in missing.stderr.decode()
+    home = tmp_path / "home"  # in the usual files, as Docker Desktop leaves them: skipped
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(json.dumps({"credsStore": "desktop"}))
+    usual = push(conf, host, env=env | {"HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")})
+    assert usual.returncode == 1 and "needs credentials: give --creds" in usual.stderr.decode()
+
+
 @pytest.mark.parametrize("fault", ["500", "reset"])
 def test_a_failing_registry_is_retried(conf, registry, fault):
     proxy = FaultyProxy(registry.host, [("PUT", "/blobs/uploads/", fault), ("POST", "/blobs/", fault),
