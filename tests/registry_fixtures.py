@@ -110,11 +110,14 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _bearer_gate(self) -> bool:
-                """True when the request was answered here (the token, or a challenge)."""
+            def _bearer_gate(self, body: bytes) -> bool:
+                """True when the request was answered here (the token, or a challenge). A
+                POST for the token is OAuth2's (a form; recorded after the path)."""
                 if self.path.startswith("/token"):
-                    proxy.token_requests.append(self.path)
-                    self._reply(200, json.dumps({"token": proxy.bearer_token}).encode())
+                    form = f" POST {body.decode()}" if self.command == "POST" else ""
+                    proxy.token_requests.append(self.path + form)
+                    key = "access_token" if form else "token"
+                    self._reply(200, json.dumps({key: proxy.bearer_token}).encode())
                     return True
                 if self.headers.get("Authorization") != f"Bearer {proxy.bearer_token}":
                     realm = f'Bearer realm="http://{proxy.host}/token",service="test-registry"'
@@ -125,7 +128,7 @@ class FaultyProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.bearer_token and self._bearer_gate():
+                if proxy.bearer_token and self._bearer_gate(body):
                     return
                 fault = proxy._take_fault(self.command, self.path)
                 if fault == "500":

@@ -214,6 +214,25 @@ def test_credentials_from_a_credential_helper(tmp_path, conf, auth_registry):
     assert usual.returncode == 1 and "needs credentials: give --creds" in usual.stderr.decode()
 
 
+def test_an_identity_token_is_exchanged_for_an_access_token(tmp_path, conf, registry, auth_registry):
+    """What `docker login` keeps for OAuth2 registries (Azure's, for one): a refresh token,
+    in the file's `identitytoken` or from a helper as user "<token>"."""
+    authfile = tmp_path / "auth.json"
+    proxy = FaultyProxy(registry.host, bearer_token="t0ken").start()
+    try:
+        authfile.write_text(json.dumps({"auths": {proxy.host: {"identitytoken": "r3fresh"}}}))
+        result = push(conf, proxy.host, "--authfile", str(authfile))
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr.decode()
+    path, _, form = proxy.token_requests[0].partition(" POST ")
+    assert path == "/token" and "grant_type=refresh_token&refresh_token=r3fresh" in form
+    assert "scope=repository%3Atest%2Fimage%3Apull%2Cpush" in form and "service=test-registry" in form
+    authfile.write_text(json.dumps({"auths": {auth_registry.host: {"identitytoken": "r3fresh"}}}))
+    basic = push(conf, auth_registry.host, "--authfile", str(authfile))
+    assert basic.returncode == 1 and "not an identity token" in basic.stderr.decode()
+
+
 @pytest.mark.parametrize("fault", ["500", "reset"])
 def test_a_failing_registry_is_retried(conf, registry, fault):
     proxy = FaultyProxy(registry.host, [("PUT", "/blobs/uploads/", fault), ("POST", "/blobs/", fault),

@@ -21,6 +21,7 @@ from layered_image.errors import UserError
 Headers = dict[str, str] | None
 USER_AGENT = f"layered-image/{__version__}"
 RETRIES = 5
+IDENTITY_TOKEN = "<token>"  # the user name docker's files and helpers give an OAuth2 refresh token
 TIMEOUT = 300
 
 
@@ -158,6 +159,10 @@ class Registry:
         challenge = response.header("WWW-Authenticate")
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic":
+            if self.credentials and self.credentials[0] == IDENTITY_TOKEN:
+                raise UserError(
+                    f"{self.host} wants a password, not an identity token: give --creds USER:PASSWORD"
+                )
             if self.credentials is None:
                 raise UserError(
                     f"{self.host} needs credentials: give --creds USER:PASSWORD or --authfile FILE"
@@ -176,11 +181,15 @@ class Registry:
             raise UserError(f"{self.host}: bearer challenge without a realm")
         scopes = [f"repository:{self.repository}:pull,push"]
         scopes += [f"repository:{source}:pull" for source in self.pull_scopes]
-        query = [("service", challenge.get("service", "")), *(("scope", scope) for scope in scopes)]
-        headers = {"Authorization": _basic(self.credentials)} if self.credentials else {}
+        service = challenge.get("service", "")
         saved, self.authorization = self.authorization, None
         try:
-            answer = self._send("GET", f"{realm}?{urllib.parse.urlencode(query)}", headers=headers)
+            if self.credentials and self.credentials[0] == IDENTITY_TOKEN:
+                answer = self._send(*_refresh_grant(realm, service, scopes, self.credentials[1]))
+            else:
+                query = urllib.parse.urlencode([("service", service), *(("scope", s) for s in scopes)])
+                headers = {"Authorization": _basic(self.credentials)} if self.credentials else {}
+                answer = self._send("GET", f"{realm}?{query}", headers=headers)
         finally:
             self.authorization = saved
         if answer.status != 200:
@@ -190,6 +199,16 @@ class Registry:
             return str(token.get("token") or token["access_token"])
         except (ValueError, KeyError, AttributeError):
             raise UserError(f"{self.host}: the token service {realm} gave no token") from None
+
+
+def _refresh_grant(
+    realm: str, service: str, scopes: list[str], refresh_token: str
+) -> tuple[str, str, bytes, dict[str, str]]:
+    """An identity token is an OAuth2 refresh token: POSTed to the realm for an access token."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "service": service,
+            "scope": " ".join(scopes), "client_id": USER_AGENT.partition("/")[0]}  # fmt: skip
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return "POST", realm, urllib.parse.urlencode(form).encode(), headers
 
 
 def _basic(credentials: tuple[str, str]) -> str:

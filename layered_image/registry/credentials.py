@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from layered_image.errors import UserError
+from layered_image.registry.client import IDENTITY_TOKEN
 
 
 def default_auth_files() -> list[Path]:
@@ -56,6 +57,8 @@ def _from_auth_file(path: Path, host: str, need_helpers: bool = True) -> tuple[s
             return _from_helper(helpers[key], key, path, need_helpers)
     for key in keys:
         entry = auths.get(key) if isinstance(auths, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get("identitytoken"), str):
+            return IDENTITY_TOKEN, entry["identitytoken"]
         if isinstance(entry, dict) and entry.get("auth"):
             return _decode(entry["auth"], key, path)
     if isinstance(settings.get("credsStore"), str):  # docker asks it for Docker Hub by its old URL
@@ -98,9 +101,4 @@ def _from_helper(name: str, server: str, path: Path, needed: bool) -> tuple[str,
         user, secret = str(found["Username"]), str(found["Secret"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"docker-credential-{name} get {server}: not the helper protocol's JSON") from None
-    if user == "<token>":
-        raise UserError(
-            f"docker-credential-{name} gives an identity token for {server}, which push does not "
-            "support; give --creds USER:PASSWORD"
-        )
-    return user, secret
+    return user, secret  # user IDENTITY_TOKEN: the secret is an OAuth2 refresh token
