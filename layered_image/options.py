@@ -35,6 +35,10 @@ def add_push_arguments(parser: argparse.ArgumentParser, destination: bool = True
     parser.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
     parser.add_argument("--authfile", metavar="FILE", help="auth.json (default: podman's, then docker's)")
     parser.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="default gzip")
+    parser.add_argument(
+        "--digestfile", metavar="FILE",
+        help="after the push, write the digest of what the tag names (manifest or index) to FILE",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
 

@@ -54,6 +54,7 @@ def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
         image = _oci_image(conf, args.compression, scratch, resources)
         result = push_image(image, registry, target.tag, say, seen)
     say(f"{target}: {result.summary()}")
+    _write_digest(args.digestfile, result.manifest_digest)
     return 0
 
 
@@ -70,7 +71,17 @@ def index_command(args: argparse.Namespace) -> int:
             images.append(_oci_image(conf, args.compression, scratch / str(number), resources))
         digest = push_index(images, registry, target.tag, say, seen)
     say(f"{target}: index {digest} of {', '.join(image.architecture for image in images)}")
+    _write_digest(args.digestfile, digest)
     return 0
+
+
+def _write_digest(path: str | None, digest: str) -> None:
+    if path is None:
+        return
+    try:
+        Path(path).write_text(digest)
+    except OSError as err:
+        raise UserError(f"pushed, but cannot write the digest to {path}: {err.strerror or err}") from None
 
 
 @contextlib.contextmanager

@@ -52,10 +52,12 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_pushed_image_reads_back_with_the_same_diff_ids(tmp_path, conf, registry):
-    result = push(conf, registry.host)
+    result = push(conf, registry.host, "--digestfile", str(tmp_path / "digest"))
     assert result.returncode == 0, result.stderr.decode()
     assert "3 blobs pushed" in result.stderr.decode()
     source = f"docker://{registry.host}/test/image:1"
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", source).stdout.encode()
+    assert (tmp_path / "digest").read_text() == "sha256:" + hashlib.sha256(raw).hexdigest()
     inspect = skopeo("inspect", "--tls-verify=false", "--config", source)
     assert inspect.returncode == 0, inspect.stderr
     diff_ids = json.loads(inspect.stdout)["rootfs"]["diff_ids"]
@@ -296,11 +298,15 @@ def test_index_puts_one_image_per_architecture_under_one_tag(tmp_path, conf, reg
     arm_conf.write_text(json.dumps(arm))
     target = f"docker://{registry.host}/test/multi:1"
     handshakes = registry.log.read_text().count('"GET /v2/ HTTP')
-    result = run_cli("index", str(conf), str(arm_conf), "--push", target, "--tls-verify=false")
+    result = run_cli(
+        "index", str(conf), str(arm_conf), "--push", target, "--tls-verify=false",
+        "--digestfile", str(tmp_path / "digest"),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     assert registry.log.read_text().count('"GET /v2/ HTTP') == handshakes + 1  # one for the index
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", target).stdout)
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert f"index {(tmp_path / 'digest').read_text()} of amd64, arm64" in result.stderr.decode()
     assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
     for arch in ("amd64", "arm64"):
         inspect = skopeo("inspect", "--override-arch", arch, "--tls-verify=false", target)
