@@ -271,6 +271,30 @@ def test_a_chunked_upload_resumes_where_the_registry_got_to(conf, registry, monk
     assert inspect.returncode == 0, inspect.stderr
 
 
+@pytest.mark.parametrize("fault", ["500", "lost-answer"])
+def test_a_failed_last_put_is_checked_not_resent(conf, registry, monkeypatch, capsys, fault):
+    monkeypatch.setattr(upload, "CHUNK", 64 << 10)
+    monkeypatch.setattr("layered_image.registry.client.Registry.retry_pause", 0.01)
+    target = f"docker://{registry.host}/test/first:1"
+    assert main(["push", str(conf), target, "--tls-verify=false"]) == 0
+    pushed = [line.split() for line in capsys.readouterr().err.splitlines() if line.startswith("pushed ")]
+    short = max(pushed, key=lambda words: int(words[2].strip("(").replace(",", "")))[1]  # the chunked one
+    monkeypatch.setenv("XDG_CACHE_HOME", str(registry.log.parent / "fresh"))  # no mount this time
+    proxy = FaultyProxy(registry.host, [("PUT", f"digest={short}", fault)]).start()
+    patches, gets = registry.requests("PATCH", "/blobs/uploads/"), registry.requests("GET", "/blobs/uploads/")
+    try:
+        code = main(["push", str(conf), f"docker://{proxy.host}/test/image:1", "--tls-verify=false"])
+    finally:
+        proxy.stop()
+    error = capsys.readouterr().err
+    assert code == 0 and f"retrying finishing the upload of {short}" in error, error
+    assert registry.requests("PATCH", "/blobs/uploads/") == patches + 10  # no chunk sent twice
+    # After an error answer the upload's state is asked for, then it is finished; after a
+    # lost answer the blob is found there.
+    assert registry.requests("GET", "/blobs/uploads/") == gets + (fault == "500")
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/test/image:1").returncode == 0
+
+
 def test_a_registry_that_keeps_failing_gets_no_manifest(conf, registry, monkeypatch, capsys):
     proxy = FaultyProxy(registry.host, [("PUT", "/blobs/uploads/", "500")] * 100).start()
     monkeypatch.setattr("layered_image.registry.client.Registry.retry_pause", 0.01)

@@ -18,9 +18,11 @@ def upload_blob(registry: Registry, blob: Blob, name: str) -> None:
         return
     upload = ChunkedUpload(registry, blob)
     registry.with_retries(f"starting the upload of {name}", upload.start)
-    while upload.offset < blob.size:
-        registry.with_retries(f"uploading {name} from byte {upload.offset:,}", upload.send_chunk)
-    registry.with_retries(f"finishing the upload of {name}", upload.finish)
+    finished = False
+    while not finished:
+        while upload.offset < blob.size:
+            registry.with_retries(f"uploading {name} from byte {upload.offset:,}", upload.send_chunk)
+        finished = bool(registry.with_retries(f"finishing the upload of {name}", upload.finish))
 
 
 def has_blob(registry: Registry, blob: Blob) -> bool:
@@ -55,11 +57,17 @@ class ChunkedUpload:
         self.location = self.registry.location(answer)
         self.offset, self.unsure = self.offset + len(chunk), False
 
-    def finish(self) -> None:
-        if self.unsure and has_blob(self.registry, self.blob):  # the last try got there after all
-            return
+    def finish(self) -> bool:
+        """True when the blob is in; False when the session was lost and must be sent again."""
+        if self.unsure:
+            if has_blob(self.registry, self.blob):  # the last try got there after all
+                return True
+            self._catch_up()
+            if self.offset < self.blob.size:
+                return False
         self.unsure = True
         _finish(self.registry, self.blob, self.location, b"")
+        return True
 
     def _catch_up(self) -> None:
         answer = self.registry.request("GET", self.location)
