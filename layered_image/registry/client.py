@@ -110,6 +110,11 @@ class Registry:
     def url(self, path: str) -> str:
         return f"/v2/{self.repository}/{path}"
 
+    @property
+    def _identity_token(self) -> bool:
+        """The credentials are an OAuth2 refresh token (the secret), not a user's password."""
+        return self.credentials is not None and self.credentials[0] == IDENTITY_TOKEN
+
     def location(self, answer: Response) -> str:
         """Where an upload goes on: the answer's Location, made absolute."""
         location = answer.header("Location")
@@ -159,7 +164,7 @@ class Registry:
         challenge = response.header("WWW-Authenticate")
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic":
-            if self.credentials and self.credentials[0] == IDENTITY_TOKEN:
+            if self._identity_token:
                 raise UserError(
                     f"{self.host} wants a password, not an identity token: give --creds USER:PASSWORD"
                 )
@@ -184,7 +189,7 @@ class Registry:
         service = challenge.get("service", "")
         saved, self.authorization = self.authorization, None
         try:
-            if self.credentials and self.credentials[0] == IDENTITY_TOKEN:
+            if self._identity_token:
                 answer = self._send(*_refresh_grant(realm, service, scopes, self.credentials[1]))
             else:
                 query = urllib.parse.urlencode([("service", service), *(("scope", s) for s in scopes)])

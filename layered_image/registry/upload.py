@@ -72,7 +72,8 @@ class ChunkedUpload:
     def _catch_up(self) -> None:
         answer = self.registry.request("GET", self.location)
         if answer.status == 404:  # expired, or (distribution) our session state is stale
-            self.registry.log(f"the registry cannot resume the upload of {self.blob.digest[:19]}: again")
+            name = self.blob.digest[:19]
+            self.registry.log(f"the registry cannot resume the upload of {name}; starting over")
             self.start()
             return
         self.registry.expect(answer, 204, f"the state of the upload of {self.blob.digest}")
