@@ -79,19 +79,19 @@ def main() -> None:
 
 
 def print_sets_table(results: dict, names: list[str], budgets: list[int]) -> None:
-    """One row per scenario set: mean registry / daemon re-send per strategy and budget."""
+    """One row per scenario set, then one over every scenario of them: mean registry / daemon re-send."""
     columns = [(layers, strategy) for layers in budgets for strategy in sorted(STRATEGIES)]
     print("\n| set | floor | " + " | ".join(f"{s} {n}" for n, s in columns) + " |")
     print("|---" * (len(columns) + 2) + "|")
-    for name in names:
+    for label, sets in [*((name, [name]) for name in names), ("every scenario", names)]:
         cells = []
         for layers, strategy in columns:
-            rows = results[(name, layers, strategy)].values()
-            registry = statistics.mean(r[0] for r in rows)
-            daemon = statistics.mean(r[1] for r in rows)
+            rows = [row for name in sets for row in results[(name, layers, strategy)].values()]
+            registry, daemon = (statistics.mean(r[k] for r in rows) for k in (0, 1))
             cells.append(f"{registry:.1%} / {daemon:.1%}")
-        floor = statistics.mean(r[2] for r in results[(name, budgets[0], columns[0][1])].values())
-        print(f"| {name} | {floor:.1%} | " + " | ".join(cells) + " |")
+        first = columns[0]
+        floor = statistics.mean(r[2] for name in sets for r in results[(name, *first)].values())
+        print(f"| {label} | {floor:.1%} | " + " | ".join(cells) + " |")
 
 
 def plot(results: dict, target: Path) -> None:

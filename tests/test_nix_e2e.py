@@ -338,8 +338,10 @@ def test_the_flake_checks_build_the_examples(tmp_path, docker_host):
     assert run("layered-image-example/busybox:latest").strip() == "hello from layered-image"
 
 
-def test_the_stream_script_writes_oci_and_pushes(user_flake, docker_host, tmp_path):
+def test_the_stream_script_writes_oci_and_pushes(user_flake, docker_host, tmp_path, monkeypatch):
     from registry_fixtures import start_registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the push's blob cache, not root's
 
     assert build(user_flake, "base").returncode == 0
     script = str(user_flake / "result-base")
