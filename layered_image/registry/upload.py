@@ -83,7 +83,7 @@ class ChunkedUpload:
 
 
 def _upload_whole(registry: Registry, blob: Blob) -> None:
-    _finish(registry, blob, _start(registry, blob), b"".join(blob.read()))
+    _finish(registry, blob, _start(registry, blob), blob.read_range(0, blob.size))
 
 
 def _start(registry: Registry, blob: Blob) -> str:
