@@ -17,6 +17,7 @@ from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = REPO / "tests" / "nixpkgs-shim"
+WITH_SHIM = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
 # Without Debian's nix-setup-systemd (a Recommends of nix-bin) there is no nix.conf: no nixbld
 # group and the sandbox on, which hides the host tools the shim copies. Root builds single-user.
 NIX_CONFIG = "\n".join(
@@ -242,8 +243,7 @@ def test_passthru_conf_is_the_conf_and_streams_with_the_command_line(user_flake,
 
 def test_the_flake_packages_the_command_line(tmp_path):
     need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
-    override = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
-    built = nix("build", f"git+file://{REPO}#default", *override, "-o", str(tmp_path / "cli"), cwd=tmp_path)
+    built = nix("build", f"git+file://{REPO}#default", *WITH_SHIM, "-o", str(tmp_path / "cli"), cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     version = subprocess.run([tmp_path / "cli" / "bin" / "layered-image", "--version"], capture_output=True)
     assert version.returncode == 0 and version.stdout.startswith(b"layered-image ")
@@ -324,12 +324,22 @@ def test_overlay_and_call_package_forms(user_flake, docker_host, attr):
     assert run(load(user_flake, attr)).strip() == "ok"
 
 
+def test_nix_flake_check_passes(tmp_path):
+    """Every system's outputs evaluate (lib, packages, checks, overlay); this one's checks build."""
+    need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
+    checked = nix("flake", "check", f"git+file://{REPO}", *WITH_SHIM, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    for system in ("x86_64-linux", "aarch64-linux"):
+        evaluated = nix("eval", "--raw", f"git+file://{REPO}#packages.{system}.busybox.system", *WITH_SHIM,
+                        cwd=tmp_path)  # fmt: skip
+        assert evaluated.stdout == system, evaluated.stderr
+
+
 def test_the_flake_checks_build_the_examples(tmp_path, docker_host):
     need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
-    override = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
     link = tmp_path / "example"
     built = nix(
-        "build", f"git+file://{REPO}#checks.x86_64-linux.busybox", *override, "-o", str(link), cwd=tmp_path
+        "build", f"git+file://{REPO}#checks.x86_64-linux.busybox", *WITH_SHIM, "-o", str(link), cwd=tmp_path
     )
     assert built.returncode == 0, built.stderr
     stream = subprocess.Popen([str(link), "-q"], stdout=subprocess.PIPE)
