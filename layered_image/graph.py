@@ -40,8 +40,11 @@ def read_graph_file(file: str | Path, key: str | None = None) -> list[dict[str, 
 
 
 def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
-    """The list of entries in `data`: the data itself, or the list under `key`."""
-    if isinstance(data, dict):
+    """The list of entries in `data`: the data itself, the list under `key`, or the entries
+    of `nix path-info --json` output (an object keyed by store path since Nix 2.19)."""
+    if isinstance(data, dict) and key is None and _keyed_by_path(data):
+        data = [{"path": path, **(entry or {"valid": False})} for path, entry in data.items()]
+    elif isinstance(data, dict):
         if key is None:
             lists = sorted(k for k, v in data.items() if isinstance(v, list))
             if len(lists) != 1:
@@ -57,7 +60,15 @@ def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
         raise GraphError(f"{source}: --key {key} given but the file holds a list, not an object")
     if not isinstance(data, list):
         raise GraphError(f"{source}: expected a list of {{path, references, narSize, ...}} entries")
+    # nix path-info lists a path the store lacks as {path, valid: false} (null since 2.19)
+    invalid = [entry["path"] for entry in data if isinstance(entry, dict) and entry.get("valid") is False]
+    if invalid:
+        raise GraphError(f"{source}: {invalid[0]} is not a valid store path here; build or fetch it first")
     return data
+
+
+def _keyed_by_path(data: dict[str, Any]) -> bool:
+    return bool(data) and all(path.startswith("/") and isinstance(v, dict | None) for path, v in data.items())
 
 
 @dataclass

@@ -11,6 +11,7 @@ import subprocess
 from typing import Any
 
 from layered_image.errors import UserError
+from layered_image.graph import entries_of
 
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -29,22 +30,8 @@ def run_nix(*args: str) -> str:
 
 def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
     """exportReferencesGraph-style entries for the closure of `paths` (`nix path-info`)."""
-    info = json.loads(run_nix("path-info", "--json", "--recursive", *paths))
-    if isinstance(info, dict):  # Nix >= 2.19: an object keyed by path
-        info = [{"path": path, **(entry or {})} for path, entry in info.items()]
-    missing = [entry["path"] for entry in info if not entry.get("valid", True)]
-    if missing:
-        raise UserError(f"{missing[0]} is not a valid store path here; build or fetch it first")
-    return [
-        {
-            "path": entry["path"],
-            "references": entry.get("references", []),
-            "narSize": entry.get("narSize", 0),
-            "narHash": entry.get("narHash", ""),
-            "closureSize": entry.get("closureSize", 0),
-        }
-        for entry in info
-    ]
+    answer = json.loads(run_nix("path-info", "--json", "--recursive", *paths))
+    return entries_of(answer, None, "nix path-info")
 
 
 def build(installable: str) -> list[str]:

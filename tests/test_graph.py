@@ -75,3 +75,36 @@ def test_missing_file_is_one_line():
 
 def test_the_real_fixture_graphs_load():
     assert len(load_graph(DATA / "gnome-kde.json")) == 1832
+
+
+def test_nix_path_info_output_is_a_graph_in_either_form():
+    listed = [entry(A, B), entry(B)]  # Nix before 2.19
+    keyed = {e["path"]: {k: v for k, v in e.items() if k != "path"} for e in listed}  # 2.19 and later
+    assert build_graph(entries_of(listed, None, "f")).paths == build_graph(entries_of(keyed, None, "f")).paths
+    assert build_graph(entries_of(keyed, None, "f")).size_of(B) == 100
+
+
+@pytest.mark.parametrize("answer", [{A: None}, [{"path": A, "valid": False}]])
+def test_a_path_nix_path_info_does_not_have_is_named(answer):
+    with pytest.raises(GraphError, match=f"{A} is not a valid store path here; build or fetch it first"):
+        entries_of(answer, None, "f")
+
+
+def test_diff_reads_what_nix_path_info_prints(tmp_path, busybox_path):
+    """`layered-image diff <(nix path-info --json -r OLD) <(nix path-info --json -r NEW)`."""
+    import shutil
+    import subprocess
+
+    added = tmp_path / "another"
+    shutil.copytree(Path(busybox_path), added, symlinks=True)
+    another = subprocess.run(["nix-store", "--add", str(added)], capture_output=True, text=True, check=True)
+    graphs = []
+    for number, paths in enumerate([[busybox_path], [busybox_path, another.stdout.strip()]]):
+        info = subprocess.run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--json",
+                               "--recursive", *paths], capture_output=True, check=True)  # fmt: skip
+        graphs.append(tmp_path / f"{number}.json")
+        graphs[-1].write_bytes(info.stdout)
+    result = run_cli("diff", *map(str, graphs))
+    assert result.returncode == 0, result.stderr
+    measures = json.loads(result.stdout)
+    assert measures["floor_bytes"] == measures["registry_new_bytes"] == measures["total_bytes"] // 2
