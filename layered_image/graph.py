@@ -162,7 +162,7 @@ def build_graph(entries: list[Any], store_dir: str = DEFAULT_STORE_DIR) -> Closu
             missing = next(ref for ref in refs if ref not in index)
             raise GraphError(
                 f"closure graph: {paths[i]} references {missing}, which has no entry;"
-                " the graph must be closed under references"
+                " the graph must be closed under references (nix path-info: add --recursive)"
             ) from None
     return ClosureGraph(
         paths=paths,
