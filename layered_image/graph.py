@@ -43,7 +43,8 @@ def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
     """The list of entries in `data`: the data itself, the list under `key`, or the entries
     of `nix path-info --json` output (an object keyed by store path since Nix 2.19)."""
     if isinstance(data, dict) and key is None and _keyed_by_path(data):
-        data = [{"path": path, **(entry or {"valid": False})} for path, entry in data.items()]
+        # Nix 2.19-2.22 may leave out an empty "references"
+        data = [{"path": p, "references": [], **(entry or {"valid": False})} for p, entry in data.items()]
     elif isinstance(data, dict):
         if key is None:
             lists = sorted(k for k, v in data.items() if isinstance(v, list))
