@@ -1,4 +1,6 @@
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -94,9 +96,6 @@ def test_a_path_nix_path_info_does_not_have_is_named(answer):
 
 def test_diff_reads_what_nix_path_info_prints(tmp_path, busybox_path):
     """`layered-image diff <(nix path-info --json -r OLD) <(nix path-info --json -r NEW)`."""
-    import shutil
-    import subprocess
-
     added = tmp_path / "another"
     shutil.copytree(Path(busybox_path), added, symlinks=True)
     another = subprocess.run(["nix-store", "--add", str(added)], capture_output=True, text=True, check=True)
