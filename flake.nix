@@ -8,7 +8,7 @@
     let
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forEachSystem = f: builtins.listToAttrs (map (system: { name = system; value = f system; }) systems);
-      layeredImageFor = pkgs: import ./nix { inherit (pkgs) python3 zstd fakeroot proot bash coreutils nix; };
+      layeredImageFor = pkgs: pkgs.callPackage ./nix { };
       examplesFor = system:
         let pkgs = nixpkgs.legacyPackages.${system};
         in import ./nix/examples.nix { inherit pkgs; layeredImage = layeredImageFor pkgs; };

@@ -14,9 +14,10 @@ import gzip
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,18 @@ def build_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def attrs_file() -> str:
+    """Where Nix put `.attrs.json`. Nix before 2.9 (NixOS/nix#6736) sets NIX_ATTRS_JSON_FILE
+    to the host's path of the build directory, which a sandboxed build does not see; the
+    file is then in NIX_BUILD_TOP, the build directory as the sandbox shows it."""
+    named = os.environ.get("NIX_ATTRS_JSON_FILE")
+    if named and os.path.exists(named):
+        return named
+    return os.path.join(os.environ.get("NIX_BUILD_TOP", "."), ".attrs.json")
+
+
 def read_attrs() -> dict[str, Any]:
-    file = os.environ.get("NIX_ATTRS_JSON_FILE") or os.path.join(
-        os.environ.get("NIX_BUILD_TOP", "."), ".attrs.json"
-    )
+    file = attrs_file()
     try:
         with open(file) as handle:
             return json.load(handle)
@@ -209,19 +218,21 @@ def customise_command(args: argparse.Namespace) -> int:
     root = Path("root").absolute()
     root.mkdir()
     link_contents(root, contents_links(attrs.get("contentPaths") or []))
+    scratch = Path("tmp").absolute()  # TMPDIR, outside the image root
+    scratch.mkdir()
     # fakeroot works through LD_PRELOAD and FAKEROOTKEY: keep the environment, set PATH
     env = os.environ | {
         "PATH": attrs["path"],
         "HOME": "/homeless-shelter",
         "out": str(out),
-        "TMPDIR": os.getcwd(),
+        "TMPDIR": str(scratch),
     }
+    mtime = int((now() if attrs.get("mtime") == "now" else parse_time(attrs["mtime"])).timestamp())
+    if attrs.get("includeNixDB"):  # before the commands, as nixpkgs does: they may use the database
+        register_paths(attrs, root, outside_fakeroot(env), mtime)
     for commands, chroot in ((attrs.get("extraCommands"), False), (attrs.get("fakeRootCommands"), True)):
         if commands:
             run_commands(attrs, commands, root, env, chroot and attrs.get("enableFakechroot", False))
-    if attrs.get("includeNixDB"):
-        register_paths(attrs, root, env)
-    mtime = int((now() if attrs.get("mtime") == "now" else parse_time(attrs["mtime"])).timestamp())
     write_tree_layer(root, out / "layer.tar", mtime)
     (out / "checksum").write_text(sha256_file(out / "layer.tar"))
     return 0
@@ -234,29 +245,42 @@ def link_contents(root: Path, links: dict[str, str]) -> None:
         place.symlink_to(target)
 
 
+def outside_fakeroot(env: dict[str, str]) -> dict[str, str]:
+    """The environment without fakeroot's preload: what runs with it is not root (files it
+    makes are the build user's, which fakeroot then shows as root's) and needs no faking."""
+    return {name: value for name, value in env.items() if name not in ("LD_PRELOAD", "FAKEROOTKEY")}
+
+
 def run_commands(attrs: dict[str, Any], commands: str, root: Path, env: dict[str, str], chroot: bool) -> None:
     shell = [attrs["shell"], "-e", "-c", commands]
-    if chroot:  # the commands see the image root as /, with the store mounted in it
-        shell = [attrs["proot"], "-r", str(root), "-b", "/nix", "-w", "/", *shell]
+    if chroot:
+        # The image root as /, with the store, /dev, /proc, /sys and TMPDIR bound into it (as
+        # nixpkgs does); proot makes the mount points up, so none of them lands in the layer.
+        binds = ["/dev", "/proc", "/sys", attrs.get("storeDir") or "/nix/store", env["TMPDIR"]]
+        shell = [attrs["proot"], "-r", str(root), *(f"--bind={path}" for path in binds), "-w", "/", *shell]
     result = subprocess.run(shell, cwd=root, env=env, check=False)
     if result.returncode != 0:
         raise UserError(f"the image's commands failed with status {result.returncode} (see above)")
 
 
-def register_paths(attrs: dict[str, Any], root: Path, env: dict[str, str]) -> None:
+def register_paths(attrs: dict[str, Any], root: Path, env: dict[str, str], mtime: int) -> None:
     """includeNixDB: a Nix database in the image registering the contents' closure, and
-    GC roots for the contents, so that nix inside the container knows its store."""
+    GC roots for the contents, so that nix inside the container knows its store. nix-store
+    runs outside fakeroot (as root it would give the store directory to the build group,
+    mode 1775), and the registration times are the image's mtime: the same bytes every build."""
     registration = "".join(
         f"{e['path']}\n{e['narHash']}\n{e['narSize']}\n\n{len(e['references'])}\n"
         + "".join(f"{ref}\n" for ref in e["references"])
         for e in attrs["dbClosure"]
     )
-    store = {**env, "NIX_REMOTE": f"local?root={root}", "USER": "nobody"}
+    store = env | {"NIX_REMOTE": f"local?root={root}", "USER": "nobody", "NIX_CONFIG": "build-users-group ="}
     loaded = subprocess.run(
         [f"{attrs['nix']}/bin/nix-store", "--load-db"], input=registration.encode(), env=store, check=False
     )
     if loaded.returncode != 0:
         raise UserError(f"nix-store --load-db failed with status {loaded.returncode} (see above)")
+    with closing(sqlite3.connect(root / "nix" / "var" / "nix" / "db" / "db.sqlite")) as database, database:
+        database.execute("UPDATE ValidPaths SET registrationTime = ?", (mtime,))
     roots = root / "nix" / "var" / "nix" / "gcroots" / "docker"
     roots.mkdir(parents=True, exist_ok=True)
     for path in attrs.get("contentPaths") or []:

@@ -1,10 +1,14 @@
 # streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
-# `pkgs.callPackage ./nix { }` works; it uses builtins and only these pkgs attributes:
-#   python3 (and its withPackages), zstd, fakeroot, proot, bash, coreutils, nix
-{ python3, zstd, fakeroot, proot, bash, coreutils, nix }:
+# `pkgs.callPackage ./nix { }` works; it uses builtins and only these nixpkgs attributes:
+#   stdenv.buildPlatform.system, stdenv.hostPlatform.system, and from buildPackages (the
+#   tools run where the image is built, which cross-compiling makes another platform):
+#   python3 (withPackages, interpreter, sitePackages), zstd, fakeroot, proot, bash, nix,
+#   stdenvNoCC.initialPath (the stdenv's tools, on extraCommands' and fakeRootCommands' PATH)
+{ stdenv, buildPackages }:
 let
+  inherit (buildPackages) python3 zstd fakeroot proot bash nix;
   python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ps.zstandard ]);
-  inherit (python) system;
+  system = stdenv.buildPlatform.system;
 
   # The Python package alone in a store path, importable from there.
   root = toString ./..;
@@ -14,8 +18,12 @@ let
       || (builtins.substring 0 15 relative == "/layered_image/" && builtins.match ".*__pycache__.*" relative == null);
   source = builtins.path { path = ./..; name = "layered-image-source"; filter = path: _: inPackage path; };
 
-  # A derivation whose builder is the store's Python running this package's command line.
-  pythonArgs = [ "${python}/bin/python3" "-c" "import sys; sys.path.insert(0, sys.argv[1]); from layered_image.cli import main; sys.exit(main(sys.argv[2:]))" "${source}" ];
+  # A derivation whose builder is the bare interpreter running this package's command line,
+  # given the env's packages by path: nixpkgs' env finds them through argv[0], and Nix starts
+  # a builder with argv[0] = its base name ("python3"), which leads nowhere.
+  bootstrap = "import site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2]); "
+    + "from layered_image.cli import main; sys.exit(main(sys.argv[3:]))";
+  pythonArgs = [ python3.interpreter "-c" bootstrap "${python}/${python3.sitePackages}" "${source}" ];
   runLayeredImage = name: command: attrs: derivation ({
     inherit name system;
     builder = builtins.head pythonArgs;
@@ -23,11 +31,14 @@ let
     __structuredAttrs = true;
   } // attrs);
 
-  # The host's GOARCH, the default architecture.
+  # The stdenv's tools, as nixpkgs' runCommand gives them to extraCommands.
+  toolPath = builtins.concatStringsSep ":" (map (p: "${p.bin or p}/bin") buildPackages.stdenvNoCC.initialPath);
+
+  # The host platform's GOARCH, the default architecture.
   goarch = {
     x86_64-linux = "amd64"; aarch64-linux = "arm64"; i686-linux = "386"; armv7l-linux = "arm";
     powerpc64le-linux = "ppc64le"; riscv64-linux = "riscv64"; s390x-linux = "s390x";
-  }.${system} or "amd64";
+  }.${stdenv.hostPlatform.system} or "amd64";
 
   lastPart = name: let parts = builtins.split "/" name; in builtins.elemAt parts (builtins.length parts - 1);
 
@@ -56,7 +67,9 @@ let
     , debug ? false
     }:
     let
-      contentList = if builtins.isList contents then contents else [ contents ];
+      # "${p}": a derivation's output path, or a path literal copied into the store (with its
+      # context, so that the build sees it, sandboxed or not), as nixpkgs does.
+      contentList = map (p: "${p}") (if builtins.isList contents then contents else [ contents ]);
       # The config in a store file of its own, so that the store paths it names (Cmd, ...)
       # are in the closure; the file itself is left out of the layers.
       configFile = runLayeredImage "${lastPart name}-config.json" [ "write-attr" "imageConfig" ] {
@@ -67,12 +80,13 @@ let
       customisation = runLayeredImage "${lastPart name}-customisation-layer" [ ] {
         builder = "${fakeroot}/bin/fakeroot";
         args = [ "--" ] ++ pythonArgs ++ [ "customise" ];
-        contentPaths = map toString contentList;
+        contentPaths = contentList;
         inherit extraCommands fakeRootCommands enableFakechroot includeNixDB mtime;
         exportReferencesGraph.dbClosure = if includeNixDB then contentList else [ ];
         nix = "${nix}";
         shell = "${bash}/bin/sh";
-        path = "${coreutils}/bin:${bash}/bin";
+        path = toolPath;
+        storeDir = builtins.storeDir;
         proot = "${proot}/bin/proot";
       };
       image = runLayeredImage "stream-${lastPart name}" [ "build" ] {
@@ -94,15 +108,17 @@ let
         inherit system;
         builder = "${bash}/bin/sh";
         args = [ "-c" ''
-          ${coreutils}/bin/mkdir -p $out/bin
+          PATH=${toolPath}
+          mkdir -p $out/bin
           printf '#!%s\nexec %s push "$@"\n' ${bash}/bin/sh ${image} > $out/bin/push-${lastPart name}
-          ${coreutils}/bin/chmod +x $out/bin/push-${lastPart name}
+          chmod +x $out/bin/push-${lastPart name}
         '' ];
-      };
+      } // { meta.mainProgram = "push-${lastPart name}"; };  # nix run would guess "push-my-app" for my-app-2
     in
     image // passthru // {
       inherit (image) conf;
       inherit push;
+      imageName = name;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;
@@ -115,7 +131,7 @@ let
       streamScript = "${stream}";
       inherit compressor;
       zstd = "${zstd}";
-    } // { inherit (stream) imageTag; passthru = args.passthru or { }; meta = args.meta or { }; };
+    } // (args.passthru or { }) // { inherit (stream) imageName imageTag; inherit stream; meta = args.meta or { }; };
 
   extension = compressor: { gz = ".gz"; zstd = ".zst"; none = ""; }.${compressor} or "";
 

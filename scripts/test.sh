@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite for real: starts a private dockerd (no network of its own)
-# unless DOCKER_HOST already answers, then pytest with every service required.
+# unless DOCKER_HOST already answers, then pytest with every service required: all of it
+# with Nix's sandbox on (as users' Nix has it), then the Nix builds again with it off
+# (Debian's default). tests/nix_settings.py holds the Nix settings of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Without Debian's nix-setup-systemd there is no nix.conf: no nixbld group, sandbox on.
@@ -12,4 +14,7 @@ export LAYERED_IMAGE_REQUIRE_SERVICES=1
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] && python=.venv/bin/python
 "$python" -m ruff check .
-exec "$python" -m pytest -q "$@"
+LAYERED_IMAGE_NIX_SANDBOX=1 "$python" -m pytest -q "$@"
+if [ $# -eq 0 ]; then
+  LAYERED_IMAGE_NIX_SANDBOX=0 "$python" -m pytest -q tests/test_nix_e2e.py
+fi

@@ -14,18 +14,16 @@ from pathlib import Path
 
 import pytest
 from conftest import need
+from nix_settings import SANDBOX, nix_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = REPO / "tests" / "nixpkgs-shim"
 WITH_SHIM = ["--override-input", "nixpkgs", f"path:{SHIM}", "--no-write-lock-file"]
-# Without Debian's nix-setup-systemd (a Recommends of nix-bin) there is no nix.conf: no nixbld
-# group and the sandbox on, which hides the host tools the shim copies. Root builds single-user.
-NIX_CONFIG = "\n".join(
-    ["experimental-features = nix-command flakes", "substituters =", "build-users-group =", "sandbox = false"]
-)
 
+# extraCommands: a no-op that tells the two runs apart, so that the run with the sandbox off
+# builds its own images rather than finding the sandboxed run's in the store.
 BASE = """{ name = "li-test/base"; tag = "v1"; contents = [ pkgs.busybox ];
-           config.Cmd = [ "/bin/sh" "-c" "echo ok" ]; }"""
+           config.Cmd = [ "/bin/sh" "-c" "echo ok" ]; extraCommands = ": sandbox %s"; }"""
 
 IMAGES = """
   base = li.streamLayeredImage common;
@@ -53,7 +51,7 @@ IMAGES = """
     contents = [ ]; config = { Env = [ "SHARED=mine" "MINE=2" ]; Labels.own = "yes"; }; };
   extra = li.streamLayeredImage (common // { name = "li-test/extra";
     extraCommands = "mkdir -p etc && echo made-by-extraCommands > etc/greeting && ln -s ${pkgs.zstd} zstd";
-    config.Cmd = [ "/bin/sh" "-c" "cat /etc/greeting; ls /nix/store | grep -c zstd-host" ]; });
+    config.Cmd = [ "/bin/sh" "-c" "cat /etc/greeting; ls /nix/store | grep -c zstd-stand-in" ]; });
   fakeRoot = li.streamLayeredImage (common // { name = "li-test/fakeroot";
     fakeRootCommands = "mkdir -p data && touch data/file && chown -R 1234:99 data";
     config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g' /data /data/file" ]; });
@@ -64,8 +62,7 @@ IMAGES = """
   busybox = pkgs.busybox;
   viaOverlay = (layered-image.overlays.default pkgs pkgs).layeredImage.streamLayeredImage
     (common // { name = "li-test/overlay"; });
-  viaCallPackage = (import "${layered-image}/nix" {
-    inherit (pkgs) python3 zstd fakeroot proot bash coreutils nix; }).streamLayeredImage
+  viaCallPackage = (pkgs.callPackage "${layered-image}/nix" { }).streamLayeredImage
     (common // { name = "li-test/callpackage"; debug = true; });
   typo = li.streamLayeredImage (common // { name = "li-test/typo";
     config = { Entrypiont = [ "/bin/sh" ]; }; });
@@ -104,7 +101,7 @@ FLAKE = """{
 
 
 def nix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"NIX_CONFIG": NIX_CONFIG}
+    env = os.environ | {"NIX_CONFIG": nix_config()}
     return subprocess.run(["nix", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
@@ -113,7 +110,8 @@ def user_flake(tmp_path_factory) -> Path:
     need(shutil.which("nix") is not None, "nix (apt-get install nix-bin)")
     need(Path("/usr/bin/python3").exists(), "Debian's python3 with python3-networkx and python3-jsonschema")
     folder = tmp_path_factory.mktemp("user-flake")
-    flake = FLAKE % {"shim": SHIM, "repo": REPO, "base": BASE, "images": IMAGES}
+    base = BASE % ("on" if SANDBOX else "off")
+    flake = FLAKE % {"shim": SHIM, "repo": REPO, "base": base, "images": IMAGES}
     (folder / "flake.nix").write_text(flake)
     return folder
 
