@@ -80,6 +80,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "build": nix_build.build_command,
         "write-attr": nix_build.write_attr_command,
         "write-launcher": nix_build.write_launcher_command,
+        "write-push-launcher": nix_build.write_push_launcher_command,
         "write-image": nix_build.write_image_command,
         "customise": nix_build.customise_command,
     }
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     write_attr.set_defaults(run=cmd_build)
     launcher = sub.add_parser("write-launcher", help="(inside Nix builds) write $out/bin/layered-image")
     launcher.set_defaults(run=cmd_build)
+    push_launcher = sub.add_parser("write-push-launcher", help="(inside Nix builds) write $out/bin/push-NAME")
+    push_launcher.set_defaults(run=cmd_build)
     image = sub.add_parser("write-image", help="(inside Nix builds) stream the image into $out, compressed")
     image.set_defaults(run=cmd_build)
     customise = sub.add_parser("customise", help="(inside Nix builds) make the customisation layer")

@@ -13,6 +13,7 @@ import argparse
 import gzip
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -183,6 +184,16 @@ def write_launcher_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_push_launcher_command(args: argparse.Namespace) -> int:
+    """`$out/bin/push-NAME`: `nix run .#image.push -- docker://...` runs `./result push`."""
+    attrs = read_attrs()
+    launcher = Path(attrs["outputs"]["out"]) / "bin" / attrs["program"]
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(f'#!{attrs["shell"]}\nexec {shlex.quote(attrs["streamScript"])} push "$@"\n')
+    launcher.chmod(0o555)
+    return 0
+
+
 def write_image_command(args: argparse.Namespace) -> int:
     """buildLayeredImage: run the stream script into `$out`, compressed as asked."""
     attrs = read_attrs()
@@ -256,8 +267,10 @@ def run_commands(attrs: dict[str, Any], commands: str, root: Path, env: dict[str
     if chroot:
         # The image root as /, with the store, /dev, /proc, /sys and TMPDIR bound into it (as
         # nixpkgs does); proot makes the mount points up, so none of them lands in the layer.
+        # A sandbox has no /sys.
         binds = ["/dev", "/proc", "/sys", attrs.get("storeDir") or "/nix/store", env["TMPDIR"]]
-        shell = [attrs["proot"], "-r", str(root), *(f"--bind={path}" for path in binds), "-w", "/", *shell]
+        present = [f"--bind={path}" for path in binds if os.path.exists(path)]
+        shell = [attrs["proot"], "-r", str(root), *present, "-w", "/", *shell]
     result = subprocess.run(shell, cwd=root, env=env, check=False)
     if result.returncode != 0:
         raise UserError(f"the image's commands failed with status {result.returncode} (see above)")

@@ -103,16 +103,10 @@ let
         source = "${source}";
       };
       # `nix run .#image.push -- docker://HOST/REPO:TAG [--creds ...]`
-      push = derivation {
-        name = "push-${lastPart name}";
-        inherit system;
-        builder = "${bash}/bin/sh";
-        args = [ "-c" ''
-          PATH=${toolPath}
-          mkdir -p $out/bin
-          printf '#!%s\nexec %s push "$@"\n' ${bash}/bin/sh ${image} > $out/bin/push-${lastPart name}
-          chmod +x $out/bin/push-${lastPart name}
-        '' ];
+      push = runLayeredImage "push-${lastPart name}" [ "write-push-launcher" ] {
+        streamScript = "${image}";
+        shell = "${bash}/bin/sh";
+        program = "push-${lastPart name}";
       } // { meta.mainProgram = "push-${lastPart name}"; };  # nix run would guess "push-my-app" for my-app-2
     in
     image // passthru // {

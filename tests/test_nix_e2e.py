@@ -5,11 +5,15 @@ user would look at with `docker inspect` and `docker run`."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tarfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -82,6 +86,32 @@ IMAGES = """
     layering = "stable"; };
   layeringPopularity = li.streamLayeredImage { name = "li-test/layering"; tag = "v1"; contents = [ chainApp ];
     layering = "popularity"; };
+  # nixpkgs' runCommand gives the commands the stdenv's tools, not only coreutils
+  stdenvTools = li.streamLayeredImage (common // { name = "li-test/stdenv-tools";
+    extraCommands = ''
+      mkdir -p etc && cd etc
+      echo hello world | sed s/world/sed/ > sed && echo grep-ok | grep -o ok > grep
+      find .. -maxdepth 1 -name etc > find && echo x | awk '{ print "awk-" $1 }' > awk
+      tar -cf t.tar sed && tar -tf t.tar > tar && rm t.tar
+      echo gz | gzip | gzip -d > gzip && echo bz | bzip2 | bzip2 -d > bzip2 && echo xz | xz | xz -d > xz
+      diff sed sed > diff && echo diff-ok >> diff
+    '';
+    fakeRootCommands = "echo in-fakeroot | sed s/in-// > etc/fakeroot";
+    config.Cmd = [ "/bin/sh" "-c" "cd /etc && cat sed grep find awk tar gzip bzip2 xz diff fakeroot" ]; });
+  chrootSystem = li.streamLayeredImage (common // { name = "li-test/chroot-system"; enableFakechroot = true;
+    fakeRootCommands = ''
+      echo quiet > /dev/null
+      grep -q '^Uid:' /proc/self/status
+      scratch=$(mktemp) && echo temp > "$scratch" && rm "$scratch"
+      mkdir -p /nix/var/made-in-chroot && echo in-the-image > /nix/var/made-in-chroot/file
+    '';
+    config.Cmd = [ "/bin/sh" "-c" "cat /nix/var/made-in-chroot/file" ]; });
+  pathLiteral = li.streamLayeredImage (common // { name = "li-test/path-literal";
+    contents = [ pkgs.busybox ./test-dummy ]; config.Cmd = [ "/bin/sh" "-c" "cat /hello.txt" ]; });
+  cross = (pkgs.pkgsCross.aarch64-multiplatform.callPackage "${layered-image}/nix" { }).streamLayeredImage
+    (common // { name = "li-test/cross"; });
+  myApp2 = li.streamLayeredImage (common // { name = "li-test/my-app-2"; });
+  tarExtras = li.buildLayeredImage (common // { name = "li-test/tar-extras"; passthru.flavour = "vanilla"; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
   tooManyLayers = li.streamLayeredImage (common // { name = "li-test/many"; maxLayers = 126; });
 """
@@ -113,6 +143,8 @@ def user_flake(tmp_path_factory) -> Path:
     base = BASE % ("on" if SANDBOX else "off")
     flake = FLAKE % {"shim": SHIM, "repo": REPO, "base": base, "images": IMAGES}
     (folder / "flake.nix").write_text(flake)
+    (folder / "test-dummy").mkdir()  # a path literal in contents, as nixpkgs' layered-image-with-path
+    (folder / "test-dummy" / "hello.txt").write_text("hello from a path literal\n")
     return folder
 
 
@@ -381,3 +413,100 @@ def test_the_stream_script_writes_oci_and_pushes(user_flake, docker_host, tmp_pa
             assert inspect.returncode == 0
     finally:
         registry.stop()
+
+
+def test_extra_and_fake_root_commands_have_the_stdenv_tools(user_flake, docker_host):
+    expected = ["hello sed", "ok", "../etc", "awk-x", "sed", "gz", "bz", "xz", "diff-ok", "fakeroot"]
+    assert run(load(user_flake, "stdenvTools")).splitlines() == expected
+
+
+def layer_members(flake: Path, attr: str, tmp_path: Path, index: int = -1) -> dict[str, tarfile.TarInfo]:
+    """The members of one layer of `attr`'s image (the top one unless told), by name."""
+    assert build(flake, attr).returncode == 0
+    archive = tmp_path / f"{attr}.tar"
+    subprocess.run([str(flake / f"result-{attr}"), "-q", "-o", str(archive)], check=True)
+    with tarfile.open(archive) as image:
+        manifest = json.load(image.extractfile("manifest.json"))
+        layer = image.extractfile(manifest[0]["Layers"][index])
+        with tarfile.open(fileobj=io.BytesIO(layer.read())) as members:
+            return {member.name: member for member in members}
+
+
+def test_enable_fakechroot_binds_the_system_and_leaves_it_out_of_the_layer(user_flake, docker_host, tmp_path):
+    assert run(load(user_flake, "chrootSystem")).strip() == "in-the-image"
+    names = layer_members(user_flake, "chrootSystem", tmp_path)
+    assert "nix/var/made-in-chroot/file" in names
+    assert not [name for name in names if name.split("/")[0] in ("dev", "proc", "sys", "tmp", "build")]
+    assert not [name for name in names if name.startswith("nix/store")]
+    assert not Path("/nix/var/made-in-chroot").exists()
+
+
+def test_a_path_literal_in_contents_is_copied_into_the_store(user_flake, docker_host):
+    assert run(load(user_flake, "pathLiteral")).strip() == "hello from a path literal"
+
+
+def test_include_nix_db_is_root_owned_and_registered_at_the_image_mtime(user_flake, tmp_path):
+    members = layer_members(user_flake, "nixDB", tmp_path)
+    store = members["nix/store"]
+    assert (store.uid, store.gid, oct(store.mode)) == (0, 0, "0o755")
+    database = members["nix/var/nix/db/db.sqlite"]
+    assert (database.uid, database.gid) == (0, 0)
+    with tarfile.open(tmp_path / "nixDB.tar") as image:  # the layer again, to read the database
+        manifest = json.load(image.extractfile("manifest.json"))
+        with tarfile.open(fileobj=io.BytesIO(image.extractfile(manifest[0]["Layers"][-1]).read())) as layer:
+            (tmp_path / "db.sqlite").write_bytes(layer.extractfile("nix/var/nix/db/db.sqlite").read())
+    with closing(sqlite3.connect(tmp_path / "db.sqlite")) as db:
+        times = {time for (time,) in db.execute("SELECT registrationTime FROM ValidPaths")}
+    assert times == {1}  # mtime 1970-01-01T00:00:01Z
+
+
+@pytest.mark.parametrize("attr", ["nixDB", "stdenvTools", "chrootSystem", "fakeRoot", "configured", "tarGz"])
+def test_images_and_their_layers_rebuild_bit_for_bit(user_flake, attr):
+    """`nix-store --check` builds the image, its customisation layer and its config again
+    and fails if any output differs."""
+    assert build(user_flake, attr).returncode == 0
+    drv = nix("eval", "--raw", f".#{attr}.drvPath", "--no-write-lock-file", cwd=user_flake).stdout
+    inputs = subprocess.run(
+        ["nix-store", "-q", "--references", drv], capture_output=True, text=True, check=True
+    )
+    helpers = [
+        path
+        for path in inputs.stdout.split()
+        if path.endswith(("-customisation-layer.drv", "-config.json.drv"))
+    ]
+    if attr == "tarGz":  # the tarball's input is the stream script, whose inputs are the helpers
+        stream = next(path for path in inputs.stdout.split() if "-stream-" in path)
+        listed = subprocess.run(["nix-store", "-q", "--references", stream], capture_output=True, text=True)
+        helpers = [stream] + [
+            p for p in listed.stdout.split() if p.endswith(("-layer.drv", "-config.json.drv"))
+        ]
+    assert len(helpers) >= 2, inputs.stdout
+    for derivation in [drv, *helpers]:
+        check = ["nix-store", "--realise", "--check", derivation]
+        checked = subprocess.run(
+            check, capture_output=True, text=True, env=os.environ | {"NIX_CONFIG": nix_config()}
+        )
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_cross_compiling_builds_with_the_build_platforms_tools(user_flake, docker_host):
+    system = nix("eval", "--raw", ".#cross.system", "--no-write-lock-file", cwd=user_flake)
+    assert system.stdout == "x86_64-linux", system.stderr  # where it builds: the build platform
+    assert inspect(load(user_flake, "cross"))["Architecture"] == "arm64"  # what it is for: the host's
+
+
+def test_nix_run_push_finds_the_program_of_a_name_ending_in_a_number(user_flake):
+    helped = nix("run", ".#myApp2.push", "--no-write-lock-file", "--", "--help", cwd=user_flake)
+    assert helped.returncode == 0 and "docker://" in helped.stdout, helped.stderr
+
+
+def test_results_carry_nixpkgs_attributes(user_flake):
+    def evaluate(expression: str) -> str:
+        evaluated = nix("eval", "--raw", expression, "--no-write-lock-file", cwd=user_flake)
+        assert evaluated.returncode == 0, evaluated.stderr
+        return evaluated.stdout
+
+    assert evaluate(".#tarExtras.flavour") == "vanilla"  # passthru on the result, as nixpkgs puts it
+    assert evaluate(".#tarExtras.imageName") == evaluate(".#base.imageName").replace("base", "tar-extras")
+    assert evaluate(".#tarExtras.imageTag") == "v1" == evaluate(".#tarExtras.stream.imageTag")
+    assert evaluate(".#tarExtras.stream.outPath").startswith("/nix/store/")
