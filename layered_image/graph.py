@@ -7,6 +7,7 @@ no entry, a missing field, or a path outside the store directory.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,10 @@ def read_graph_file(file: str | Path, key: str | None = None) -> list[dict[str, 
 def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
     """The list of entries in `data`: the data itself, the list under `key`, or the entries
     of `nix path-info --json` output (an object keyed by store path since Nix 2.19)."""
+    if isinstance(data, dict) and key is None and isinstance(data.get("info"), dict) and "storeDir" in data:
+        data = _from_json_format_2(data)  # nix path-info --json --json-format 2 (Nix 2.33)
+    if isinstance(data, dict) and key is None and isinstance(data.get("storeDir"), str):
+        data = {path: entry for path, entry in data.items() if path != "storeDir"}  # format 1 since Nix 2.33
     if isinstance(data, dict) and key is None and _keyed_by_path(data):
         # Nix 2.19-2.22 may leave out an empty "references"
         data = [{"path": p, "references": [], **(entry or {"valid": False})} for p, entry in data.items()]
@@ -66,6 +71,23 @@ def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
     if invalid:
         raise GraphError(f"{source}: {invalid[0]} is not a valid store path here; build or fetch it first")
     return data
+
+
+def _from_json_format_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Nix 2.33's second path-info format as the first: base names made full paths again,
+    the structured narHash as the SRI string ({algorithm, format: base16, hash})."""
+    store = data["storeDir"].rstrip("/")
+    converted: dict[str, Any] = {}
+    for name, entry in data["info"].items():
+        if isinstance(entry, dict):
+            entry = entry | {"references": [f"{store}/{ref}" for ref in entry.get("references") or []]}
+            digest = entry.get("narHash")
+            if isinstance(digest, dict) and digest.get("format") == "base16":
+                entry["narHash"] = (
+                    f"{digest.get('algorithm')}-" + base64.b64encode(bytes.fromhex(digest["hash"])).decode()
+                )
+        converted[f"{store}/{name}"] = entry
+    return converted
 
 
 def _keyed_by_path(data: dict[str, Any]) -> bool:

@@ -16,6 +16,14 @@ from layered_image.graph import entries_of
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 
+class NixError(UserError):
+    """A nix command failed; `stderr` is all it said."""
+
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
 def run_nix(*args: str) -> str:
     command = ["nix", *FEATURES, *args]
     try:
@@ -24,13 +32,20 @@ def run_nix(*args: str) -> str:
         raise UserError("nix is not installed or not on PATH (Debian: apt-get install nix-bin)") from None
     if result.returncode != 0:
         said = [line for line in result.stderr.splitlines() if line.strip() and "warning:" not in line]
-        raise UserError(f"nix {args[0]} failed: {said[-1].strip() if said else f'exit {result.returncode}'}")
+        summary = said[-1].strip() if said else f"exit {result.returncode}"
+        raise NixError(f"nix {args[0]} failed: {summary}", result.stderr)
     return result.stdout
 
 
 def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
     """exportReferencesGraph-style entries for the closure of `paths` (`nix path-info`)."""
-    answer = json.loads(run_nix("path-info", "--json", "--recursive", *paths))
+    try:  # Nix 2.33 deprecates --json without --json-format; older Nix (and Lix) refuse the flag
+        text = run_nix("path-info", "--json", "--json-format", "1", "--recursive", *paths)
+    except NixError as err:
+        if "--json-format" not in err.stderr:
+            raise
+        text = run_nix("path-info", "--json", "--recursive", *paths)
+    answer = json.loads(text)
     return entries_of(answer, None, "nix path-info")
 
 

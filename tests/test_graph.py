@@ -1,3 +1,4 @@
+import base64
 import json
 import shutil
 import subprocess
@@ -109,3 +110,35 @@ def test_diff_reads_what_nix_path_info_prints(tmp_path, busybox_path):
     assert result.returncode == 0, result.stderr
     measures = json.loads(result.stdout)
     assert measures["floor_bytes"] == measures["registry_new_bytes"] == measures["total_bytes"] // 2
+
+
+def as_nix_2_33(entries: list[dict], version: int) -> dict:
+    """Nix 2.8's path-info entries in the forms Nix 2.33 prints with --json-format 1 / 2
+    (its release notes: format 1 gains a top-level storeDir; format 2 nests base names under
+    info, beside version and storeDir, with narHash as {algorithm, format: base16, hash})."""
+    if version == 1:
+        return {"storeDir": "/nix/store"} | {
+            e["path"]: {k: v for k, v in e.items() if k != "path"} for e in entries
+        }
+    info = {}
+    for entry in entries:
+        algorithm, _, digest = entry["narHash"].partition("-")
+        info[entry["path"].rpartition("/")[2]] = entry | {
+            "narHash": {"algorithm": algorithm, "format": "base16", "hash": base64.b64decode(digest).hex()},
+            "references": [ref.rpartition("/")[2] for ref in entry["references"]],
+        }
+    return {"version": 2, "storeDir": "/nix/store", "info": info}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_nix_2_33_path_info_formats_read_as_the_same_graph(tmp_path, busybox_path, version):
+    printed = subprocess.run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--json",
+                              "--recursive", busybox_path], capture_output=True, check=True)  # fmt: skip
+    entries = json.loads(printed.stdout)
+    entries = list(entries) if isinstance(entries, list) else [{"path": p, **e} for p, e in entries.items()]
+    assert entries[0]["narHash"].startswith("sha256-")  # Nix 2.8 prints SRI hashes
+    (tmp_path / "old.json").write_text(json.dumps(entries))
+    (tmp_path / "new.json").write_text(json.dumps(as_nix_2_33(entries, version)))
+    old, new = (load_graph(tmp_path / name) for name in ("old.json", "new.json"))
+    assert (new.paths, new.nar_size, new.nar_hash, new.references) == (
+        old.paths, old.nar_size, old.nar_hash, old.references)  # fmt: skip
