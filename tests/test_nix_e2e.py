@@ -460,27 +460,31 @@ def test_include_nix_db_is_root_owned_and_registered_at_the_image_mtime(user_fla
     assert times == {1}  # mtime 1970-01-01T00:00:01Z
 
 
-@pytest.mark.parametrize("attr", ["nixDB", "stdenvTools", "chrootSystem", "fakeRoot", "configured", "tarGz"])
+def helper_derivations(drv: str) -> list[str]:
+    """The customisation layer's and config's derivations under `drv`, and the stream
+    script's (with its helpers) under a tarball."""
+    listed = subprocess.run(
+        ["nix-store", "-q", "--references", drv], capture_output=True, text=True, check=True
+    )
+    inputs = listed.stdout.split()
+    found = [path for path in inputs if path.endswith(("-customisation-layer.drv", "-config.json.drv"))]
+    for stream in (path for path in inputs if "-stream-" in path):
+        found += [stream, *helper_derivations(stream)]
+    return found
+
+
+@pytest.mark.parametrize(
+    "attr",
+    ["nixDB", "stdenvTools", "chrootSystem", "chroot", "fakeRoot", "extra", "configured", "auto",
+     "pathLiteral", "cross", "derived", "tarGz", "tarZstd"],
+)  # fmt: skip
 def test_images_and_their_layers_rebuild_bit_for_bit(user_flake, attr):
     """`nix-store --check` builds the image, its customisation layer and its config again
     and fails if any output differs."""
     assert build(user_flake, attr).returncode == 0
     drv = nix("eval", "--raw", f".#{attr}.drvPath", "--no-write-lock-file", cwd=user_flake).stdout
-    inputs = subprocess.run(
-        ["nix-store", "-q", "--references", drv], capture_output=True, text=True, check=True
-    )
-    helpers = [
-        path
-        for path in inputs.stdout.split()
-        if path.endswith(("-customisation-layer.drv", "-config.json.drv"))
-    ]
-    if attr == "tarGz":  # the tarball's input is the stream script, whose inputs are the helpers
-        stream = next(path for path in inputs.stdout.split() if "-stream-" in path)
-        listed = subprocess.run(["nix-store", "-q", "--references", stream], capture_output=True, text=True)
-        helpers = [stream] + [
-            p for p in listed.stdout.split() if p.endswith(("-layer.drv", "-config.json.drv"))
-        ]
-    assert len(helpers) >= 2, inputs.stdout
+    helpers = helper_derivations(drv)
+    assert len(helpers) >= 2, helpers
     for derivation in [drv, *helpers]:
         check = ["nix-store", "--realise", "--check", derivation]
         checked = subprocess.run(
