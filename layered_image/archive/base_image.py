@@ -97,7 +97,8 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
     diff_ids = config.get("rootfs", {}).get("diff_ids") if isinstance(config.get("rootfs"), dict) else None
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_names):
         raise BaseImageError(f"{where}: {len(layer_names)} layers but rootfs.diff_ids does not list as many")
-    problems = validate_config(config.get("config"))
+    config["config"] = image_settings(config.get("config"))
+    problems = validate_config(config["config"])
     if problems:
         raise BaseImageError(f"{where}: its config is invalid: {problems[0]}")
     layers = [
@@ -272,6 +273,26 @@ def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) 
             yield block
     except (OSError, EOFError, zlib.error) as err:
         raise BaseImageError(f"{where}: layer {member.name} is corrupt ({err})") from None
+
+
+# Keys of Docker's container config that its image configs carry (docker build, docker
+# import, docker commit write them) and that say nothing about the image: Docker's own
+# reader ignores them when it starts a container from the image.
+CONTAINER_ONLY_KEYS = frozenset({
+    "Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
+    "StdinOnce", "Image", "NetworkDisabled", "MacAddress", "StopTimeout",
+})  # fmt: skip
+
+
+def image_settings(config: Any) -> Any:
+    """A base's `config` as Docker reads it: container-only keys dropped, and a null value
+    (Docker writes `"OnBuild": null`, `"Entrypoint": null`, ...) the same as an absent key.
+    What is left is checked like the user's own config."""
+    if not isinstance(config, dict):
+        return config
+    return {
+        key: value for key, value in config.items() if value is not None and key not in CONTAINER_ONLY_KEYS
+    }
 
 
 def check_platform(config: dict[str, Any], architecture: str, where: str) -> None:
