@@ -25,7 +25,7 @@ from typing import Any
 from layered_image.archive.base_image import open_base_image
 from layered_image.archive.layer_source import sha256_file
 from layered_image.archive.tree_layer import write_tree_layer
-from layered_image.conf import now, parse_time
+from layered_image.conf import now, parse_conf, parse_time
 from layered_image.config import validate_config, validate_platform, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import build_graph
@@ -43,6 +43,7 @@ def build_command(args: argparse.Namespace) -> int:
         raise UserError(f"image {attrs.get('imageName')}: {len(problems)} problem(s) in its arguments")
     out = Path(attrs["outputs"]["out"])
     conf = image_conf(attrs, out)
+    parse_conf(conf, source=f"image {conf['repo_tag']!r}")  # what every run would refuse fails the build
     out.write_text(stream_script(attrs["python"], attrs["source"], conf))
     out.chmod(0o555)
     if "conf" in attrs["outputs"]:  # passthru.conf: the conf, for `layered-image stream` or inspection
@@ -151,7 +152,8 @@ def contents_links(contents: list[str]) -> dict[str, str]:
 def stream_script(python: str, source: str, conf: dict[str, Any]) -> str:
     """The executable `$out`: `./result | docker load`, or `./result -o image.tar`."""
     return f"""#!{python}/bin/python3
-# Streams the docker-archive of {conf["repo_tag"]} to stdout. Made by layered-image.
+# Streams the docker-archive of the image CONF describes to stdout. Made by layered-image.
+# (No value of the user's is written here but inside CONF's quoted JSON.)
 # usage: {{this script}} [-o FILE] [-t NAME:TAG] [-q]
 import sys
 

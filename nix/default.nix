@@ -40,6 +40,11 @@ let
     powerpc64le-linux = "ppc64le"; riscv64-linux = "riscv64"; s390x-linux = "s390x";
   }.${stdenv.hostPlatform.system} or "amd64";
 
+  # nixpkgs lower-cases image names (Docker refuses capitals); builtins have no toLower.
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = builtins.replaceStrings upper lower;
+
   lastPart = name: let parts = builtins.split "/" name; in builtins.elemAt parts (builtins.length parts - 1);
 
   streamLayeredImage =
@@ -93,7 +98,7 @@ let
         outputs = [ "out" "conf" ];
         exportReferencesGraph.closure = contentList ++ [ configFile customisation ];
         customisation = "${customisation}";
-        imageName = name;
+        imageName = toLower name;
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
         architecture = if architecture == null then goarch else architecture;
@@ -112,7 +117,7 @@ let
     image // passthru // {
       inherit (image) conf;
       inherit push;
-      imageName = name;
+      imageName = toLower name;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;

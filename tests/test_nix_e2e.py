@@ -112,6 +112,9 @@ IMAGES = """
     (common // { name = "li-test/cross"; });
   myApp2 = li.streamLayeredImage (common // { name = "li-test/my-app-2"; });
   tarExtras = li.buildLayeredImage (common // { name = "li-test/tar-extras"; passthru.flavour = "vanilla"; });
+  capitals = li.streamLayeredImage (common // { name = "li-test/Capital-Name"; });
+  injected = li.streamLayeredImage (common // {
+    name = "li-test\\nimport os\\nos.system(\\"touch /tmp/li-injected\\")\\n#/img"; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
   tooManyLayers = li.streamLayeredImage (common // { name = "li-test/many"; maxLayers = 126; });
 """
@@ -514,3 +517,13 @@ def test_results_carry_nixpkgs_attributes(user_flake):
     assert evaluate(".#tarExtras.imageName") == evaluate(".#base.imageName").replace("base", "tar-extras")
     assert evaluate(".#tarExtras.imageTag") == "v1" == evaluate(".#tarExtras.stream.imageTag")
     assert evaluate(".#tarExtras.stream.outPath").startswith("/nix/store/")
+
+
+def test_a_name_with_capitals_is_lower_cased_as_nixpkgs_does(user_flake, docker_host):
+    assert load(user_flake, "capitals") == "li-test/capital-name:v1"
+
+
+def test_a_name_a_run_would_refuse_fails_the_build_and_is_never_code(user_flake):
+    built = build(user_flake, "injected")
+    assert built.returncode != 0 and "is not NAME:TAG" in built.stderr, built.stderr
+    assert not Path("/tmp/li-injected").exists()
