@@ -44,8 +44,7 @@ def build_command(args: argparse.Namespace) -> int:
     out = Path(attrs["outputs"]["out"])
     conf = image_conf(attrs, out)
     parse_conf(conf, source=f"image {conf['repo_tag']!r}")  # what every run would refuse fails the build
-    out.write_text(stream_script(attrs["python"], attrs["source"], conf))
-    out.chmod(0o555)
+    write_executable(out, stream_script(attrs["python"], attrs["source"], conf))
     if "conf" in attrs["outputs"]:  # passthru.conf: the conf, for `layered-image stream` or inspection
         Path(attrs["outputs"]["conf"]).write_text(json.dumps(conf, indent=1))
     print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
@@ -178,11 +177,11 @@ def write_launcher_command(args: argparse.Namespace) -> int:
     attrs = read_attrs()
     launcher = Path(attrs["outputs"]["out"]) / "bin" / "layered-image"
     launcher.parent.mkdir(parents=True)
-    launcher.write_text(
+    write_executable(
+        launcher,
         f"#!{attrs['python']}/bin/python3\nimport sys\n\nsys.path.insert(0, {attrs['source']!r})\n"
-        "from layered_image.cli import main\n\nsys.exit(main())\n"
+        "from layered_image.cli import main\n\nsys.exit(main())\n",
     )
-    launcher.chmod(0o555)
     return 0
 
 
@@ -191,9 +190,13 @@ def write_push_launcher_command(args: argparse.Namespace) -> int:
     attrs = read_attrs()
     launcher = Path(attrs["outputs"]["out"]) / "bin" / attrs["program"]
     launcher.parent.mkdir(parents=True)
-    launcher.write_text(f'#!{attrs["shell"]}\nexec {shlex.quote(attrs["streamScript"])} push "$@"\n')
-    launcher.chmod(0o555)
+    write_executable(launcher, f'#!{attrs["shell"]}\nexec {shlex.quote(attrs["streamScript"])} push "$@"\n')
     return 0
+
+
+def write_executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o555)
 
 
 def write_image_command(args: argparse.Namespace) -> int:

@@ -72,6 +72,8 @@ let
     , debug ? false
     }:
     let
+      imageName = toLower name;
+      program = "push-${lastPart name}";
       # "${p}": a derivation's output path, or a path literal copied into the store (with its
       # context, so that the build sees it, sandboxed or not), as nixpkgs does.
       contentList = map (p: "${p}") (if builtins.isList contents then contents else [ contents ]);
@@ -98,7 +100,7 @@ let
         outputs = [ "out" "conf" ];
         exportReferencesGraph.closure = contentList ++ [ configFile customisation ];
         customisation = "${customisation}";
-        imageName = toLower name;
+        inherit imageName;
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
         architecture = if architecture == null then goarch else architecture;
@@ -108,16 +110,15 @@ let
         source = "${source}";
       };
       # `nix run .#image.push -- docker://HOST/REPO:TAG [--creds ...]`
-      push = runLayeredImage "push-${lastPart name}" [ "write-push-launcher" ] {
+      push = runLayeredImage program [ "write-push-launcher" ] {
         streamScript = "${image}";
         shell = "${bash}/bin/sh";
-        program = "push-${lastPart name}";
-      } // { meta.mainProgram = "push-${lastPart name}"; };  # nix run would guess "push-my-app" for my-app-2
+        inherit program;
+      } // { meta.mainProgram = program; };  # nix run would guess "push-my-app" for my-app-2
     in
     image // passthru // {
       inherit (image) conf;
-      inherit push;
-      imageName = toLower name;
+      inherit push imageName;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;

@@ -423,16 +423,20 @@ def test_extra_and_fake_root_commands_have_the_stdenv_tools(user_flake, docker_h
     assert run(load(user_flake, "stdenvTools")).splitlines() == expected
 
 
-def layer_members(flake: Path, attr: str, tmp_path: Path, index: int = -1) -> dict[str, tarfile.TarInfo]:
-    """The members of one layer of `attr`'s image (the top one unless told), by name."""
+def top_layer(flake: Path, attr: str, tmp_path: Path) -> tarfile.TarFile:
+    """The top (customisation) layer of `attr`'s image, open as a tar."""
     assert build(flake, attr).returncode == 0
     archive = tmp_path / f"{attr}.tar"
     subprocess.run([str(flake / f"result-{attr}"), "-q", "-o", str(archive)], check=True)
     with tarfile.open(archive) as image:
         manifest = json.load(image.extractfile("manifest.json"))
-        layer = image.extractfile(manifest[0]["Layers"][index])
-        with tarfile.open(fileobj=io.BytesIO(layer.read())) as members:
-            return {member.name: member for member in members}
+        layer = image.extractfile(manifest[0]["Layers"][-1]).read()
+    return tarfile.open(fileobj=io.BytesIO(layer))
+
+
+def layer_members(flake: Path, attr: str, tmp_path: Path) -> dict[str, tarfile.TarInfo]:
+    with top_layer(flake, attr, tmp_path) as layer:
+        return {member.name: member for member in layer}
 
 
 def test_enable_fakechroot_binds_the_system_and_leaves_it_out_of_the_layer(user_flake, docker_host, tmp_path):
@@ -449,15 +453,12 @@ def test_a_path_literal_in_contents_is_copied_into_the_store(user_flake, docker_
 
 
 def test_include_nix_db_is_root_owned_and_registered_at_the_image_mtime(user_flake, tmp_path):
-    members = layer_members(user_flake, "nixDB", tmp_path)
-    store = members["nix/store"]
-    assert (store.uid, store.gid, oct(store.mode)) == (0, 0, "0o755")
-    database = members["nix/var/nix/db/db.sqlite"]
-    assert (database.uid, database.gid) == (0, 0)
-    with tarfile.open(tmp_path / "nixDB.tar") as image:  # the layer again, to read the database
-        manifest = json.load(image.extractfile("manifest.json"))
-        with tarfile.open(fileobj=io.BytesIO(image.extractfile(manifest[0]["Layers"][-1]).read())) as layer:
-            (tmp_path / "db.sqlite").write_bytes(layer.extractfile("nix/var/nix/db/db.sqlite").read())
+    with top_layer(user_flake, "nixDB", tmp_path) as layer:
+        store = layer.getmember("nix/store")
+        assert (store.uid, store.gid, oct(store.mode)) == (0, 0, "0o755")
+        database = layer.getmember("nix/var/nix/db/db.sqlite")
+        assert (database.uid, database.gid) == (0, 0)
+        (tmp_path / "db.sqlite").write_bytes(layer.extractfile(database).read())
     with closing(sqlite3.connect(tmp_path / "db.sqlite")) as db:
         times = {time for (time,) in db.execute("SELECT registrationTime FROM ValidPaths")}
     assert times == {1}  # mtime 1970-01-01T00:00:01Z
