@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from layered_image.archive.store_layer import Owner
-from layered_image.config import load_json_file, validate_config, validate_platform, validate_timestamp
+from layered_image.config import load_json_file, validate_config, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import is_store_path
+from layered_image.platform import Platform, validate_platform
 
 EPOCH_PLUS_ONE = "1970-01-01T00:00:01Z"
 # Docker's reference grammar, simplified: lower-case path components, optional registry
@@ -31,7 +32,7 @@ class ConfError(UserError):
 @dataclass
 class StreamConf:
     config: dict[str, Any] | None
-    architecture: str
+    platform: Platform
     store_dir: str
     store_layers: list[list[str]]
     customisation_layer: Path | None
@@ -40,7 +41,6 @@ class StreamConf:
     owner: Owner
     from_image: Path | None = None
     from_image_tag: str | None = None  # which image of a multi-image from_image archive
-    variant: str | None = None
 
 
 def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
@@ -75,8 +75,7 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     mtime = int(created.timestamp()) if mtime_text == "now" else int(parse_time(mtime_text).timestamp())
     return StreamConf(
         config=config,
-        architecture=architecture,
-        variant=raw.get("variant") or None,
+        platform=Platform(architecture, raw.get("variant") or None),
         store_dir=store_dir,
         store_layers=layers,
         customisation_layer=_optional_path(raw.get("customisation_layer")),

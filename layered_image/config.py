@@ -1,5 +1,5 @@
 """Checks on what a user writes about an image: `config` (Docker Image Spec v1.3, via the
-JSON Schema shipped in config_schema.json), architecture/variant, and timestamps.
+JSON Schema shipped in config_schema.json) and timestamps (the platform: platform.py).
 
 Every check returns a list of one-line problems, `config.<path>: <problem>`; empty means valid.
 """
@@ -17,53 +17,6 @@ from typing import Any
 
 from layered_image.errors import UserError
 
-# Go's GOARCH names (containerd's known set). Aliases people write instead, with the fix.
-GOARCH = frozenset(
-    [
-        "386",
-        "amd64",
-        "amd64p32",
-        "arm",
-        "armbe",
-        "arm64",
-        "arm64be",
-        "loong64",
-        "mips",
-        "mipsle",
-        "mips64",
-        "mips64le",
-        "mips64p32",
-        "mips64p32le",
-        "ppc",
-        "ppc64",
-        "ppc64le",
-        "riscv",
-        "riscv64",
-        "s390",
-        "s390x",
-        "sparc",
-        "sparc64",
-        "wasm",
-    ]
-)
-ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "i386": "386",
-    "i686": "386",
-    "armv7l": "arm (with variant v7)",
-    "armhf": "arm (with variant v7)",
-    "powerpc64le": "ppc64le",
-}
-# OCI's platform variants table; other architectures take no variant.
-VARIANTS = {
-    "arm": r"v[5-8]",
-    "arm64": r"v(8|9)(\.[0-9])?",
-    "amd64": r"v[1-4]",
-    "ppc64le": r"power(8|9|10)",
-    "riscv64": r"rva2[0-9]u64",
-}
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
 
@@ -147,21 +100,6 @@ def format_path(parts: list[Any]) -> str:
         else:
             text += f"[{json.dumps(part)}]"
     return text
-
-
-def validate_platform(architecture: Any, variant: Any = None) -> list[str]:
-    if not isinstance(architecture, str) or architecture not in GOARCH:
-        fix = ARCH_ALIASES.get(architecture) if isinstance(architecture, str) else None
-        hint = f"; did you mean {fix}?" if fix else "; use a Go GOARCH name such as amd64 or arm64"
-        return [f"architecture: {architecture!r} is not a GOARCH name{hint}"]
-    if variant in (None, ""):
-        return []
-    pattern = VARIANTS.get(architecture)
-    if pattern is None:
-        return [f"variant: {architecture} takes no variant, got {variant!r}"]
-    if not isinstance(variant, str) or not re.fullmatch(pattern, variant):
-        return [f"variant: {variant!r} is not a variant of {architecture} (expected {pattern})"]
-    return []
 
 
 def validate_timestamp(name: str, value: Any) -> list[str]:

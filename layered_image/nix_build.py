@@ -22,14 +22,15 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
-from layered_image.archive.base_image import open_base_image
+from layered_image.archive.base_image import held_by_base_note, open_base_image
 from layered_image.archive.layer_source import sha256_file
 from layered_image.archive.tree_layer import write_tree_layer
 from layered_image.conf import now, parse_conf, parse_time
-from layered_image.config import validate_config, validate_platform, validate_timestamp
+from layered_image.config import validate_config, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import build_graph
 from layered_image.layering import compute_layers
+from layered_image.platform import validate_platform
 
 DOCKER_MAX_LAYERS = 125
 
@@ -78,7 +79,7 @@ def read_attrs() -> dict[str, Any]:
 def check_arguments(attrs: dict[str, Any]) -> list[str]:
     problems = validate_config(attrs.get("config") or None)
     architecture = attrs.get("architecture") or "amd64"
-    problems += validate_platform(architecture)
+    problems += validate_platform(architecture, attrs.get("variant"))
     problems += validate_timestamp("created", attrs.get("created"))
     problems += validate_timestamp("mtime", attrs.get("mtime"))
     max_layers = attrs.get("maxLayers")
@@ -91,22 +92,20 @@ def check_arguments(attrs: dict[str, Any]) -> list[str]:
 
 
 def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
-    graph = build_graph(attrs["closure"])
-    store_layers: list[list[str]] = []
-    budget = attrs["maxLayers"] - 1 - base_layer_count(attrs.get("fromImage"))  # 1: the customisation layer
-    if budget < 1:
-        raise UserError(
-            f"maxLayers {attrs['maxLayers']} leaves no room for store layers above fromImage's layers;"
-            " raise maxLayers or flatten the base image"
-        )
-    if attrs.get("includeStorePaths", True):
-        helpers = [attrs["configFile"], attrs["customisation"]]  # in the closure, not in the image
-        store_layers = compute_layers(graph, attrs.get("layering", "popularity"), budget, helpers)
+    store_dir = os.path.dirname(attrs["configFile"])
+    with ExitStack() as resources:
+        base = open_base_image(Path(attrs["fromImage"]), None, resources) if attrs.get("fromImage") else None
+        store_layers = image_store_layers(attrs, len(base.layers) if base else 0)
+        if base:  # nixpkgs' layers would hold these again; name them in the build log
+            held = base.without_paths_it_holds(store_layers, store_dir)[1]
+            if held:
+                print(held_by_base_note(held), file=sys.stderr)
     tag = attrs.get("imageTag") or out.name[:32]
     return {
         "config": attrs.get("config") or None,
         "architecture": attrs.get("architecture") or "amd64",
-        "store_dir": os.path.dirname(attrs["configFile"]),
+        "variant": attrs.get("variant") or None,
+        "store_dir": store_dir,
         "from_image": attrs.get("fromImage"),
         "store_layers": store_layers,
         "customisation_layer": attrs["customisation"],
@@ -120,11 +119,17 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
-def base_layer_count(from_image: str | None) -> int:
-    if not from_image:
-        return 0
-    with ExitStack() as resources:
-        return len(open_base_image(Path(from_image), None, resources).layers)
+def image_store_layers(attrs: dict[str, Any], base_layers: int) -> list[list[str]]:
+    budget = attrs["maxLayers"] - 1 - base_layers  # 1: the customisation layer
+    if budget < 1:
+        raise UserError(
+            f"maxLayers {attrs['maxLayers']} leaves no room for store layers above fromImage's layers;"
+            " raise maxLayers or flatten the base image"
+        )
+    if not attrs.get("includeStorePaths", True):
+        return []
+    helpers = [attrs["configFile"], attrs["customisation"]]  # in the closure, not in the image
+    return compute_layers(build_graph(attrs["closure"]), attrs.get("layering", "popularity"), budget, helpers)
 
 
 def contents_links(contents: list[str]) -> dict[str, str]:

@@ -16,7 +16,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from layered_image.archive.base_image import check_platform, inherit_config, open_base_image
+from layered_image.archive.base_image import (
+    check_platform,
+    held_by_base_note,
+    inherit_config,
+    open_base_image,
+)
 from layered_image.archive.docker_archive import write_docker_archive
 from layered_image.archive.image import ImageMeta
 from layered_image.archive.layer_source import LayerSource, customisation_layer
@@ -70,7 +75,7 @@ def index_command(args: argparse.Namespace) -> int:
             (scratch / str(number)).mkdir()
             images.append(_oci_image(conf, args.compression, scratch / str(number), resources))
         digest = push_index(images, registry, target.tag, say, seen)
-    say(f"{target}: index {digest} of {', '.join(image.architecture for image in images)}")
+    say(f"{target}: index {digest} of {', '.join(str(image.platform) for image in images)}")
     _write_digest(args.digestfile, digest)
     return 0
 
@@ -179,6 +184,8 @@ def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
             progress.total = sum(layer.size for layer in layers)
         if not args.quiet:
             print(f"{conf.repo_tag}: {len(layers)} layers", file=sys.stderr)
+            if meta.held_by_base:
+                print(held_by_base_note(list(meta.held_by_base)), file=sys.stderr)
         with _collector_paused():
             digest = _write_image(layers, meta, args, progress)
         progress.finish()
@@ -225,27 +232,27 @@ def plan_image(
     config = conf.config
     store_layers = conf.store_layers
     base_history = None
+    held_by_base: list[str] = []
     if conf.from_image:
         base = open_base_image(conf.from_image, conf.from_image_tag, resources)
-        check_platform(base.config, conf.architecture, f"from_image {conf.from_image}")
+        check_platform(base.config, conf.platform, f"from_image {conf.from_image}")
         layers += base.layers
         config = inherit_config(base.config.get("config"), config)
         base_history = list(base.config.get("history") or [])
-        in_base = base.paths_under(conf.store_dir)  # already there: not stored again
-        store_layers = [kept for paths in store_layers if (kept := [p for p in paths if p not in in_base])]
+        store_layers, held_by_base = base.without_paths_it_holds(store_layers, conf.store_dir)
     base_layers = len(layers)
     layers += store_layer_sources(conf, store_layers, resources, sizes_first)
     if conf.customisation_layer:
         layers.append(customisation_layer(conf.customisation_layer))
     meta = ImageMeta(
         repo_tag=conf.repo_tag,
-        architecture=conf.architecture,
-        variant=conf.variant,
+        platform=conf.platform,
         created=rfc3339(conf.created),
         mtime=conf.owner.mtime,
         config=config,
         base_history=base_history,
         base_layers=base_layers,
+        held_by_base=tuple(held_by_base),
     )
     return layers, meta
 

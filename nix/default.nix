@@ -1,6 +1,6 @@
 # streamLayeredImage for Nix: attributes in, one derivation, JSON to Python.
 # `pkgs.callPackage ./nix { }` works; it uses builtins and only these nixpkgs attributes:
-#   stdenv.buildPlatform.system, stdenv.hostPlatform.system, and from buildPackages (the
+#   stdenv.buildPlatform.system, stdenv.hostPlatform.system (and .parsed.cpu.version), and from buildPackages (the
 #   tools run where the image is built, which cross-compiling makes another platform):
 #   python3 (withPackages, interpreter, sitePackages), zstd, fakeroot, proot, bash, nix,
 #   stdenvNoCC.initialPath (the stdenv's tools, on extraCommands' and fakeRootCommands' PATH)
@@ -37,8 +37,12 @@ let
   # The host platform's GOARCH, the default architecture.
   goarch = {
     x86_64-linux = "amd64"; aarch64-linux = "arm64"; i686-linux = "386"; armv7l-linux = "arm";
+    armv6l-linux = "arm"; armv5tel-linux = "arm";
     powerpc64le-linux = "ppc64le"; riscv64-linux = "riscv64"; s390x-linux = "s390x";
   }.${stdenv.hostPlatform.system} or "amd64";
+  # and its CPU variant as Go's GOARM gives it: v5, v6 or v7 on 32-bit ARM, none elsewhere.
+  cpuVersion = stdenv.hostPlatform.parsed.cpu.version or "";
+  hostVariant = if goarch == "arm" && builtins.elem cpuVersion [ "5" "6" "7" ] then "v${cpuVersion}" else null;
 
   # nixpkgs lower-cases image names (Docker refuses capitals); builtins have no toLower.
   upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
@@ -54,6 +58,7 @@ let
     , contents ? [ ]
     , config ? { }
     , architecture ? null
+    , variant ? null
     , created ? "1970-01-01T00:00:01Z"
     , mtime ? "1970-01-01T00:00:01Z"
     , uid ? 0
@@ -104,6 +109,8 @@ let
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
         architecture = if architecture == null then goarch else architecture;
+        # the host's variant goes with the host's architecture only
+        variant = if variant == null && architecture == null then hostVariant else variant;
         inherit config created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
         configFile = "${configFile}";
         python = "${python}";

@@ -3,7 +3,8 @@ import json
 import pytest
 from conftest import run_cli
 
-from layered_image.config import validate_config, validate_platform, validate_timestamp
+from layered_image.config import validate_config, validate_timestamp
+from layered_image.platform import validate_platform
 
 VALID = [
     {},

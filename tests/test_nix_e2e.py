@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -39,6 +40,12 @@ IMAGES = """
     mtime = "2001-02-03T04:05:06Z"; uid = 1234; gid = 567; uname = "alice"; gname = "staff";
     config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g %Y' ${pkgs.busybox}/bin/busybox" ]; });
   arm = li.streamLayeredImage (common // { name = "li-test/arm"; architecture = "arm64"; });
+  armV6 = (pkgs.pkgsCross.raspberryPi.callPackage "${layered-image}/nix" { }).streamLayeredImage
+    (common // { name = "li-test/arm-v6"; });
+  armV7 = li.streamLayeredImage (common // { name = "li-test/arm-v7"; architecture = "arm";
+    variant = "v7"; });
+  badVariant = li.streamLayeredImage (common // { name = "li-test/bad-variant"; architecture = "arm64";
+    variant = "v7"; });
   twoLayers = li.streamLayeredImage (common // { name = "li-test/two"; maxLayers = 2; });
   noStore = li.streamLayeredImage (common // { name = "li-test/nostore"; includeStorePaths = false; });
   auto = li.streamLayeredImage (common // { name = "li-test/auto"; layering = "auto"; });
@@ -51,6 +58,8 @@ IMAGES = """
     Env = [ "PATH=/bin" "FROM_BASE=1" "SHARED=base" ];
     Cmd = [ "/bin/sh" "-c" "echo $FROM_BASE $SHARED $MINE" ];
     WorkingDir = "/base"; User = "0"; ExposedPorts."80/tcp" = { }; Labels.from = "base"; }; });
+  onBaseHoldingContents = li.streamLayeredImage (common // { name = "li-test/on-base";
+    fromImage = baseImage; });
   derived = li.streamLayeredImage { name = "li-test/derived"; tag = "v1"; fromImage = baseImage;
     contents = [ ]; config = { Env = [ "SHARED=mine" "MINE=2" ]; Labels.own = "yes"; }; };
   extra = li.streamLayeredImage (common // { name = "li-test/extra";
@@ -314,6 +323,17 @@ def test_from_image_layers_below_and_config_inherited(user_flake, docker_host):
     assert run(tag).strip() == "1 mine 2"
 
 
+def test_paths_the_base_holds_are_not_stored_again_and_the_build_log_says_so(user_flake, docker_host):
+    tag = load(user_flake, "onBaseHoldingContents")
+    log = nix("log", ".#onBaseHoldingContents", "--no-write-lock-file", cwd=user_flake)
+    assert log.returncode == 0, log.stderr
+    busybox = re.search(r"1 store path\(s\) already in the base image, not stored again: (\S+)", log.stdout)
+    assert busybox and busybox[1].endswith("-busybox-static"), log.stdout
+    base = inspect(load_tarball(user_flake, "baseImage"))["RootFS"]["Layers"]
+    assert inspect(tag)["RootFS"]["Layers"][:-1] == base  # no store layer: only the top layer added
+    assert run(tag).strip() == "ok"
+
+
 def load_tarball(flake: Path, attr: str) -> str:
     assert build(flake, attr).returncode == 0
     loaded = subprocess.run(
@@ -501,6 +521,25 @@ def test_cross_compiling_builds_with_the_build_platforms_tools(user_flake, docke
     system = nix("eval", "--raw", ".#cross.system", "--no-write-lock-file", cwd=user_flake)
     assert system.stdout == "x86_64-linux", system.stderr  # where it builds: the build platform
     assert inspect(load(user_flake, "cross"))["Architecture"] == "arm64"  # what it is for: the host's
+
+
+def stream_config(flake: Path, attr: str) -> dict:
+    built = build(flake, attr)
+    assert built.returncode == 0, built.stderr
+    streamed = subprocess.run([str(flake / f"result-{attr}"), "-q"], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        return json.load(tar.extractfile(manifest[0]["Config"]))
+
+
+def test_the_variant_is_the_host_platforms_or_the_argument(user_flake):
+    v6 = stream_config(user_flake, "armV6")  # a Raspberry Pi (armv6l) host: GOARM 6
+    assert (v6["architecture"], v6["variant"]) == ("arm", "v6")
+    v7 = stream_config(user_flake, "armV7")
+    assert (v7["architecture"], v7["variant"]) == ("arm", "v7")
+    assert "variant" not in stream_config(user_flake, "base")
+    bad = build(user_flake, "badVariant")
+    assert bad.returncode != 0 and "variant: 'v7' is not a variant of arm64" in bad.stderr
 
 
 def test_nix_run_push_finds_the_program_of_a_name_ending_in_a_number(user_flake):

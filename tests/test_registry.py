@@ -7,8 +7,10 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -316,27 +318,72 @@ def test_bad_destinations_are_one_line(conf):
         assert result.stderr.decode().count("\n") == 1
 
 
-def test_index_puts_one_image_per_architecture_under_one_tag(tmp_path, conf, registry):
-    arm = json.loads(conf.read_text()) | {"architecture": "arm64"}
-    arm_conf = tmp_path / "arm.json"
-    arm_conf.write_text(json.dumps(arm))
+def platform_conf(conf: Path, tmp_path: Path, **platform: str) -> Path:
+    changed = tmp_path / f"{'-'.join(platform.values())}.json"
+    changed.write_text(json.dumps(json.loads(conf.read_text()) | platform))
+    return changed
+
+
+def test_index_puts_one_image_per_platform_under_one_tag(tmp_path, conf, registry):
+    arm64 = platform_conf(conf, tmp_path, architecture="arm64")
     target = f"docker://{registry.host}/test/multi:1"
     handshakes = registry.log.read_text().count('"GET /v2/ HTTP')
     result = run_cli(
-        "index", str(conf), str(arm_conf), "--push", target, "--tls-verify=false",
+        "index", str(conf), str(arm64), "--push", target, "--tls-verify=false",
         "--digestfile", str(tmp_path / "digest"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     assert registry.log.read_text().count('"GET /v2/ HTTP') == handshakes + 1  # one for the index
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", target).stdout)
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert f"index {(tmp_path / 'digest').read_text()} of amd64, arm64" in result.stderr.decode()
-    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
+    assert f"index {(tmp_path / 'digest').read_text()} of linux/amd64, linux/arm64" in result.stderr.decode()
+    assert [m["platform"] for m in raw["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}]  # fmt: skip
     for arch in ("amd64", "arm64"):
         inspect = skopeo("inspect", "--override-arch", arch, "--tls-verify=false", target)
         assert json.loads(inspect.stdout)["Architecture"] == arch
     twice = run_cli("index", str(conf), str(conf), "--push", target, "--tls-verify=false")
-    assert twice.returncode == 1 and b"same architecture" in twice.stderr
+    assert twice.returncode == 1 and b"same platform (linux/amd64)" in twice.stderr
+
+
+def test_index_tells_arm_variants_apart(tmp_path, conf, registry, docker_host):
+    """arm/v6 and arm/v7 are two platforms: one index holds both, and skopeo and
+    containerd's platform matcher each find the one asked for."""
+    v6 = platform_conf(conf, tmp_path, architecture="arm", variant="v6")
+    v7 = platform_conf(conf, tmp_path, architecture="arm", variant="v7")
+    target = f"{registry.host}/test/arm-variants:{uuid.uuid4().hex[:8]}"
+    result = run_cli("index", str(v6), str(v7), "--push", f"docker://{target}", "--tls-verify=false")
+    assert result.returncode == 0, result.stderr.decode()
+    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{target}").stdout)
+    assert [m["platform"] for m in raw["manifests"]] == [
+        {"architecture": "arm", "os": "linux", "variant": "v6"},
+        {"architecture": "arm", "os": "linux", "variant": "v7"},
+    ]
+    for variant, entry in zip(("v6", "v7"), raw["manifests"], strict=True):
+        config = skopeo("inspect", "--config", "--override-arch", "arm", "--override-variant", variant,
+                        "--tls-verify=false", f"docker://{target}").stdout  # fmt: skip
+        assert json.loads(config)["variant"] == variant
+        assert containerd_pick(target, f"linux/arm/{variant}") == entry["digest"]
+    # no variant means v7 to containerd: arm and arm/v7 are one platform
+    plain = platform_conf(conf, tmp_path, architecture="arm")
+    twice = run_cli("index", str(plain), str(v7), "--push", f"docker://{target}", "--tls-verify=false")
+    assert twice.returncode == 1 and b"same platform (linux/arm/v7)" in twice.stderr
+
+
+def containerd_pick(reference: str, platform: str) -> str:
+    """The manifest digest containerd's platform matcher picks from the index at `reference`
+    (ctr against the containerd dockerd runs)."""
+    docker_dir = Path(os.environ["DOCKER_HOST"].removeprefix("unix://")).parent
+    socket = docker_dir / "exec/containerd/containerd.sock"
+    fetched = subprocess.run(
+        ["ctr", "-a", str(socket), "-n", "layered-image-test", "content", "fetch", "--plain-http",
+         "--platform", platform, reference],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    picked = set(re.findall(r"^manifest-\S*?(sha256:[0-9a-f]{64}):", fetched.stdout, re.MULTILINE))
+    assert len(picked) == 1, fetched.stdout  # (the progress display may repeat a line)
+    return picked.pop()
 
 
 def test_a_bearer_token_challenge_is_answered(conf, registry):

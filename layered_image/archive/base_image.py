@@ -26,6 +26,7 @@ from typing import IO, Any
 from layered_image.archive.layer_source import Chunks, LayerSource
 from layered_image.config import validate_config
 from layered_image.errors import UserError
+from layered_image.platform import Platform
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -56,6 +57,20 @@ class BaseImage:
                     if len(parts) > len(prefix) and parts[: len(prefix)] == prefix:
                         found.add("/" + "/".join(parts[: len(prefix) + 1]))
         return found
+
+    def without_paths_it_holds(
+        self, store_layers: list[list[str]], store_dir: str
+    ) -> tuple[list[list[str]], list[str]]:
+        """The store layers less the store paths this base already holds (they are in the
+        image already: nixpkgs stores them again, we do not), and those paths."""
+        held = self.paths_under(store_dir)
+        kept = [remaining for paths in store_layers if (remaining := [p for p in paths if p not in held])]
+        return kept, sorted(p for paths in store_layers for p in paths if p in held)
+
+
+def held_by_base_note(paths: list[str]) -> str:
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return f"{len(paths)} store path(s) already in the base image, not stored again: {shown}"
 
 
 class _Chunks(io.RawIOBase):
@@ -295,12 +310,13 @@ def image_settings(config: Any) -> Any:
     }
 
 
-def check_platform(config: dict[str, Any], architecture: str, where: str) -> None:
-    """The base must run where the new image runs: Linux, the same architecture."""
-    base = (config.get("os"), config.get("architecture"))
-    if base != ("linux", architecture):
+def check_platform(config: dict[str, Any], platform: Platform, where: str) -> None:
+    """The base must run where the new image runs: the same OS, architecture and variant
+    (a missing variant read as containerd reads it: arm is v7, arm64 v8)."""
+    base = Platform.of_config(config)
+    if not platform.runs(base):
         raise BaseImageError(
-            f"{where} is for {'/'.join(map(str, base))}, the new image for linux/{architecture};"
+            f"{where} is for {base}, the new image for {platform};"
             " pick a base image for this platform or build for the base's"
         )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layered_image.archive.layer_source import LayerSource
+from layered_image.platform import Platform
 
 
 @dataclass
@@ -14,13 +15,13 @@ class ImageMeta:
     """Everything about the image but its layers' bytes."""
 
     repo_tag: str
-    architecture: str
+    platform: Platform
     created: str  # RFC 3339
     mtime: int  # of the archive's own members
     config: dict[str, Any] | None
-    variant: str | None = None
     base_history: list[dict[str, Any]] | None = None  # the base image's, kept as it is
     base_layers: int = 0  # how many of the layers come from the base image
+    held_by_base: tuple[str, ...] = ()  # store paths left out of the store layers: the base has them
 
 
 def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]) -> dict[str, Any]:
@@ -29,14 +30,14 @@ def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]
         {"created": meta.created, "created_by": layer.created_by, "comment": layer.comment}
         for layer in layers[meta.base_layers :]
     ]
-    config: dict[str, Any] = {"architecture": meta.architecture}
-    if meta.variant:
-        config["variant"] = meta.variant
+    config: dict[str, Any] = {"architecture": meta.platform.architecture}
+    if meta.platform.variant:
+        config["variant"] = meta.platform.variant
     config |= {
         "config": meta.config,
         "created": meta.created,
         "history": history,
-        "os": "linux",
+        "os": meta.platform.os,
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
     }
     return config

@@ -23,6 +23,7 @@ from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
 from layered_image.archive.tar import DIRECTORY, Member, end_of_archive, header
 from layered_image.errors import UserError
+from layered_image.platform import Platform
 from layered_image.progress import Progress
 
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -37,7 +38,7 @@ class OciImage:
     manifest: Blob
     layers: list[Blob]
     repo_tag: str
-    architecture: str
+    platform: Platform
 
     def blobs(self) -> list[Blob]:
         return [*self.layers, self.config, self.manifest]
@@ -62,7 +63,7 @@ def build_oci_image(
         "layers": [blob.descriptor() for blob in blobs],
     }
     return OciImage(config, json_blob(canonical_json(manifest), MANIFEST_MEDIA_TYPE), blobs,
-                    meta.repo_tag, meta.architecture)  # fmt: skip
+                    meta.repo_tag, meta.platform)  # fmt: skip
 
 
 def index_entry(image: OciImage) -> dict[str, object]:
@@ -70,7 +71,7 @@ def index_entry(image: OciImage) -> dict[str, object]:
     tag = image.repo_tag.rpartition(":")[2]
     return image.manifest.descriptor() | {
         "annotations": {"io.containerd.image.name": image.repo_tag, "org.opencontainers.image.ref.name": tag},
-        "platform": {"architecture": image.architecture, "os": "linux"},
+        "platform": image.platform.descriptor(),
     }
 
 

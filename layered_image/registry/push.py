@@ -61,14 +61,13 @@ def push_index(
     images: list[OciImage], registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
 ) -> str:
     """Each image by digest, then an OCI image index naming them per platform under `tag`."""
-    platforms = [image.architecture for image in images]
-    if len(set(platforms)) != len(platforms):
-        raise UserError(
-            f"two images for the same architecture ({', '.join(sorted(platforms))}); give one each"
-        )
+    platforms = [str(image.platform.normalized()) for image in images]
+    twice = sorted({platform for platform in platforms if platforms.count(platform) > 1})
+    if twice:
+        raise UserError(f"two images for the same platform ({', '.join(twice)}); give one each")
     for image in images:
         result = push_image(image, registry, image.manifest.digest, say, seen)
-        say(f"{image.architecture}: {result.summary()}")
+        say(f"{image.platform}: {result.summary()}")
     index = json_blob(index_json([index_entry(image) for image in images]), INDEX_MEDIA_TYPE)
     registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
     return index.digest

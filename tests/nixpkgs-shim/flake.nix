@@ -83,7 +83,10 @@
             (tool "xz" "xz")
             bash
           ];
-          platform = system: { inherit system; };
+          # nixpkgs' platform attributes nix/ reads: system and, on ARM, parsed.cpu.version
+          platform = system: { inherit system; }
+            // (if system == "armv7l-linux" then { parsed.cpu.version = "7"; } else { })
+            // (if system == "armv6l-linux" then { parsed.cpu.version = "6"; } else { });
         in
         {
           inherit python3 bash coreutils buildPackages;
@@ -117,6 +120,8 @@
           '';
           busybox = fromHost "busybox-static" "cp $host/usr/bin/busybox $out/bin/ && ln -s busybox $out/bin/sh";
           pkgsCross.aarch64-multiplatform = packagesFor buildSystem "aarch64-linux";
+          pkgsCross.raspberryPi = packagesFor buildSystem "armv6l-linux";
+          pkgsCross.armv7l-hf-multiplatform = packagesFor buildSystem "armv7l-linux";
         };
     in {
       legacyPackages.x86_64-linux = packagesFor "x86_64-linux" "x86_64-linux";
