@@ -17,9 +17,13 @@ from layered_image.errors import UserError, silence_stdout
 def cmd_layers(args: argparse.Namespace) -> int:
     from layered_image.graph import load_graph
     from layered_image.layering import compute_layers
+    from layered_image.layering.pipeline import run_pipeline
 
     graph = load_graph(args.graph, key=args.key, store_dir=args.store_dir)
-    layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude)
+    if args.pipeline is not None:  # exactly nixpkgs' output, an empty layer included
+        layers = run_pipeline(graph, args.pipeline, frozenset(args.exclude))
+    else:
+        layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude)
     json.dump(layers, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
@@ -87,9 +91,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return commands[args.command](args)
 
 
+def add_layering_choice(command: argparse.ArgumentParser) -> None:
+    """--strategy NAME or --pipeline FILE (nixpkgs' layeringPipeline), not both."""
+    from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
+
+    choice = command.add_mutually_exclusive_group()
+    choice.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+    choice.add_argument(
+        "--pipeline",
+        type=_pipeline_file,
+        metavar="PIPELINE",
+        help="a nixpkgs layeringPipeline: a JSON file of steps, or - for stdin (--max-layers then unused)",
+    )
+
+
+def _pipeline_file(file: str) -> object:
+    from layered_image.layering.pipeline import load_pipeline
+
+    return load_pipeline(file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from layered_image import __version__
-    from layered_image.layering import DEFAULT_STRATEGY, STRATEGIES
     from layered_image.options import add_output_arguments, add_push_arguments
 
     parser = argparse.ArgumentParser(
@@ -102,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("graph", metavar="GRAPH", help="exportReferencesGraph JSON (or .attrs.json)")
     layers.add_argument("--key", help="the key holding the graph when GRAPH is an object")
     layers.add_argument("--max-layers", type=int, default=99, metavar="N", help="store layers (default 99)")
-    layers.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+    add_layering_choice(layers)
     layers.add_argument("--exclude", action="append", default=[], metavar="PATH", help="leave PATH out")
     layers.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
     layers.set_defaults(run=cmd_layers)
@@ -112,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--max-layers", type=int, default=99, metavar="N", help="store layers (default 99)"
         )
-        command.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+        add_layering_choice(command)
         command.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
 
     explain = sub.add_parser("explain", help="show each layer a strategy makes: paths, bytes, why together")
@@ -152,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     from_paths.add_argument("paths", nargs="+", metavar="STOREPATH")
     from_paths.add_argument("--config", metavar="FILE", help="JSON file with the image config")
     from_paths.add_argument("--max-layers", type=int, default=100, metavar="N", help="layers (default 100)")
-    from_paths.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
+    add_layering_choice(from_paths)
     from_paths.add_argument("--store-dir", default="/nix/store", help="the Nix store (default /nix/store)")
     add_output_arguments(from_paths)
     from_paths.set_defaults(run=cmd_from_paths)

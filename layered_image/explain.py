@@ -9,20 +9,20 @@ import sys
 from typing import Any
 
 from layered_image.graph import ClosureGraph, load_graph
-from layered_image.layering import EXPLAIN, compute_layers
+from layered_image.layering import EXPLAIN, PIPELINE, compute_layers
 from layered_image.resend import resend
 
 
 def explain_command(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph, key=args.key, store_dir=args.store_dir)
-    layers = compute_layers(graph, args.strategy, args.max_layers)
-    reasons = EXPLAIN[args.strategy](graph, layers, args.max_layers)
+    layers = compute_layers(graph, args.strategy, args.max_layers, pipeline=args.pipeline)
+    reasons = EXPLAIN[_layering(args)](graph, layers, args.max_layers)
     rows = [
         {"layer": number, "bytes": sum(graph.size_of(p) for p in paths), "reason": reason, "paths": paths}
         for number, (paths, reason) in enumerate(zip(layers, reasons, strict=True), start=1)
     ]
     if args.json:
-        _print_json({"strategy": args.strategy, "layers": rows})
+        _print_json({"strategy": _layering(args), "layers": rows})
         return 0
     total = sum(row["bytes"] for row in rows) or 1
     print(f"{'layer':>5} {'paths':>5} {'bytes':>10} {'share':>6}  why together / first paths")
@@ -31,21 +31,25 @@ def explain_command(args: argparse.Namespace) -> int:
         share = row["bytes"] / total
         size = _human(row["bytes"])
         print(f"{row['layer']:>5} {len(row['paths']):>5} {size:>10} {share:>6.1%}  {row['reason']}: {names}")
-    print(f"{args.strategy}: {len(rows)} layers, {len(graph)} paths, {_human(total)}")
+    print(f"{_layering(args)}: {len(rows)} layers, {len(graph)} paths, {_human(total)}")
     return 0
+
+
+def _layering(args: argparse.Namespace) -> str:
+    return PIPELINE if args.pipeline is not None else args.strategy
 
 
 def diff_command(args: argparse.Namespace) -> int:
     old = load_graph(args.old, key=args.key, store_dir=args.store_dir)
     new = load_graph(args.new, key=args.key, store_dir=args.store_dir)
     measured = resend(
-        compute_layers(old, args.strategy, args.max_layers),
-        compute_layers(new, args.strategy, args.max_layers),
+        compute_layers(old, args.strategy, args.max_layers, pipeline=args.pipeline),
+        compute_layers(new, args.strategy, args.max_layers, pipeline=args.pipeline),
         _sizes(new),
         set(old.paths),
     )
     if not args.human:
-        _print_json(measured.as_json() | {"strategy": args.strategy, "max_layers": args.max_layers})
+        _print_json(measured.as_json() | {"strategy": _layering(args), "max_layers": args.max_layers})
         return 0
     print(f"{'layer':>5} {'paths':>5} {'bytes':>10}  registry  daemon")
     for number, layer in enumerate(measured.layers, start=1):

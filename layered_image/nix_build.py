@@ -30,6 +30,7 @@ from layered_image.config import validate_config, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import build_graph
 from layered_image.layering import compute_layers
+from layered_image.layering.pipeline import load_pipeline
 from layered_image.platform import validate_platform
 
 DOCKER_MAX_LAYERS = 125
@@ -95,7 +96,13 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
     store_dir = os.path.dirname(attrs["configFile"])
     with ExitStack() as resources:
         base = open_base_image(Path(attrs["fromImage"]), None, resources) if attrs.get("fromImage") else None
-        store_layers = image_store_layers(attrs, len(base.layers) if base else 0)
+        base_layers = len(base.layers) if base else 0
+        store_layers = image_store_layers(attrs, base_layers)
+        if base_layers + len(store_layers) + 1 > DOCKER_MAX_LAYERS:  # a pipeline has no budget
+            raise UserError(
+                f"{len(store_layers)} store layers, {base_layers} base layers and the customisation layer"
+                f" are more than Docker's {DOCKER_MAX_LAYERS}; end layeringPipeline with limit_layers"
+            )
         if base:  # nixpkgs' layers would hold these again; name them in the build log
             held = base.without_paths_it_holds(store_layers, store_dir)[1]
             if held:
@@ -120,16 +127,21 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def image_store_layers(attrs: dict[str, Any], base_layers: int) -> list[list[str]]:
+    if not attrs.get("includeStorePaths", True):
+        return []
+    graph = build_graph(attrs["closure"])
+    helpers = [attrs["configFile"], attrs["customisation"]]  # in the closure, not in the image
+    pipeline = attrs.get("layeringPipeline")
+    if pipeline is not None:  # as nixpkgs: the pipeline alone decides, maxLayers unused
+        pipeline = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+        return compute_layers(graph, exclude=helpers, pipeline=pipeline)
     budget = attrs["maxLayers"] - 1 - base_layers  # 1: the customisation layer
     if budget < 1:
         raise UserError(
             f"maxLayers {attrs['maxLayers']} leaves no room for store layers above fromImage's layers;"
             " raise maxLayers or flatten the base image"
         )
-    if not attrs.get("includeStorePaths", True):
-        return []
-    helpers = [attrs["configFile"], attrs["customisation"]]  # in the closure, not in the image
-    return compute_layers(build_graph(attrs["closure"]), attrs.get("layering", "popularity"), budget, helpers)
+    return compute_layers(graph, attrs.get("layering", "popularity"), budget, helpers)
 
 
 def contents_links(contents: list[str]) -> dict[str, str]:

@@ -138,7 +138,7 @@ def from_paths_command(args: argparse.Namespace) -> int:
     from layered_image.nix import closure_graph
 
     graph = build_graph(closure_graph(args.paths), args.store_dir)
-    layers = compute_layers(graph, args.strategy, args.max_layers)
+    layers = compute_layers(graph, args.strategy, args.max_layers, pipeline=args.pipeline)
     name = os.path.basename(args.paths[0]).partition("-")[2].lower() or "image"
     raw = {
         "config": load_json_file(args.config, "config") if args.config else None,

@@ -72,6 +72,7 @@ let
     , enableFakechroot ? false
     , includeNixDB ? false
     , layering ? "stable"
+    , layeringPipeline ? null  # nixpkgs' step language: a list, or a JSON file of one
     , passthru ? { }
     , meta ? { }
     , debug ? false
@@ -112,6 +113,9 @@ let
         # the host's variant goes with the host's architecture only
         variant = if variant == null && architecture == null then hostVariant else variant;
         inherit config created mtime uid gid uname gname maxLayers includeStorePaths layering debug;
+        # a file (a path literal or a derivation) by its store path, so that the build sees it
+        layeringPipeline = if layeringPipeline == null || builtins.isList layeringPipeline
+          then layeringPipeline else "${layeringPipeline}";
         configFile = "${configFile}";
         python = "${python}";
         source = "${source}";

@@ -72,6 +72,18 @@ IMAGES = """
     fakeRootCommands = "mkdir -p /at-root && echo hi > /at-root/file && chown 7 /at-root";
     config.Cmd = [ "/bin/sh" "-c" "cat /at-root/file; stat -c %u /at-root" ]; });
   nixDB = li.streamLayeredImage (common // { name = "li-test/nixdb"; includeNixDB = true; });
+  pipelineList = li.streamLayeredImage (common // { name = "li-test/pipeline-list";
+    contents = [ pkgs.busybox pkgs.zstd ]; maxLayers = 2;  # ignored, as nixpkgs ignores it
+    layeringPipeline = [ [ "subcomponent_out" [ pkgs.zstd ] ]
+      [ "over" "rest" [ "pipe" [ [ "popularity_contest" ] [ "limit_layers" 1 ] ] ] ] ];
+    config.Cmd = [ "/bin/sh" "-c" "ls /nix/store | grep -c -e busybox -e zstd" ]; });
+  pipelineFile = li.streamLayeredImage (common // { name = "li-test/pipeline-file";
+    contents = [ pkgs.busybox pkgs.zstd ]; layeringPipeline = ./pipeline.json; });
+  pipelineTooMany = li.streamLayeredImage (common // { name = "li-test/pipeline-too-many";
+    contents = builtins.genList (n: builtins.toFile "file-${toString n}" "${toString n}") 125;
+    layeringPipeline = [ [ "popularity_contest" ] ]; });
+  pipelineBad = li.streamLayeredImage (common // { name = "li-test/pipeline-bad";
+    layeringPipeline = [ [ "popularity_contest" ] [ "limit_layers" 0 ] ]; });
   busybox = pkgs.busybox;
   viaOverlay = (layered-image.overlays.default pkgs pkgs).layeredImage.streamLayeredImage
     (common // { name = "li-test/overlay"; });
@@ -157,6 +169,7 @@ def user_flake(tmp_path_factory) -> Path:
     (folder / "flake.nix").write_text(flake)
     (folder / "test-dummy").mkdir()  # a path literal in contents, as nixpkgs' layered-image-with-path
     (folder / "test-dummy" / "hello.txt").write_text("hello from a path literal\n")
+    (folder / "pipeline.json").write_text('[["popularity_contest"], ["reverse"]]')
     return folder
 
 
@@ -240,6 +253,31 @@ def test_the_default_layering_is_stable(user_flake, tmp_path):
     assert names[:4] == [["chain-lib"], ["chain-big"], ["chain-aaa-notes"], ["chain-app"]]
     assert default == store_layers(user_flake, "layeringStable", tmp_path)
     assert default != store_layers(user_flake, "layeringPopularity", tmp_path)
+
+
+def test_layering_pipeline_as_a_list_and_as_a_file(user_flake, docker_host, tmp_path):
+    layers = store_layers(user_flake, "pipelineList", tmp_path)
+    assert [[p.partition("-")[2] for p in layer] for layer in layers] == [
+        ["zstd-stand-in"],  # the subcomponent of zstd (a path with no references here)
+        ["busybox-static"],  # the rest, in one layer
+    ]
+    tag = load(user_flake, "pipelineList")
+    assert len(inspect(tag)["RootFS"]["Layers"]) == 3  # maxLayers = 2 did not count
+    assert run(tag).strip() == "2"
+    from_file = store_layers(user_flake, "pipelineFile", tmp_path)  # popularity_contest, reverse
+    assert [[p.partition("-")[2] for p in layer] for layer in from_file] == [
+        ["zstd-stand-in"],
+        ["busybox-static"],
+    ]
+    too_many = build(user_flake, "pipelineTooMany")
+    assert too_many.returncode != 0
+    assert (
+        "125 store layers, 0 base layers and the customisation layer are more than Docker's 125"
+        in too_many.stderr
+    )
+    bad = build(user_flake, "pipelineBad")
+    assert bad.returncode != 0
+    assert "pipeline step 2 (limit_layers): expects a whole number of at least 1, got 0" in bad.stderr
 
 
 def test_passthru_and_meta(user_flake):

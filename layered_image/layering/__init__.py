@@ -3,15 +3,19 @@
 Every strategy is a function `(graph, max_layers, exclude) -> layers`, bottom layer
 first, at most `max_layers` layers, every non-excluded path in exactly one layer.
 Register new ones in STRATEGIES; the command line and the Nix functions take names from it.
+A nixpkgs `layeringPipeline` (pipeline.py) is the other way to say how to layer: given one,
+it decides alone, and `max_layers` is not used (nixpkgs ignores maxLayers then too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import Any
 
 from layered_image.errors import UserError
 from layered_image.graph import ClosureGraph
 from layered_image.layering import auto, popularity, stable
+from layered_image.layering.pipeline import run_pipeline
 
 Layers = list[list[str]]
 Strategy = Callable[[ClosureGraph, int, frozenset[str]], Layers]
@@ -22,7 +26,9 @@ STRATEGIES: dict[str, Strategy] = {
     "stable": stable.layer,
 }
 DEFAULT_STRATEGY = "stable"
+PIPELINE = "pipeline"  # how explain and diff name a layering made by a pipeline
 EXPLAIN: dict[str, Callable[[ClosureGraph, Layers, int], list[str]]] = {
+    PIPELINE: lambda graph, layers, _: ["made by the pipeline"] * len(layers),
     "popularity": lambda graph, layers, _: popularity.explain(graph, layers),
     "auto": auto.explain,
     "stable": lambda graph, layers, _: stable.explain(graph, layers),
@@ -34,7 +40,10 @@ def compute_layers(
     strategy: str = DEFAULT_STRATEGY,
     max_layers: int = 99,
     exclude: Collection[str] = (),
+    pipeline: Any = None,
 ) -> Layers:
+    if pipeline is not None:
+        return [layer for layer in run_pipeline(graph, pipeline, frozenset(exclude)) if layer]
     if strategy not in STRATEGIES:
         raise UserError(f"unknown layering strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if max_layers < 1:
