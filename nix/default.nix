@@ -76,7 +76,7 @@ let
     , passthru ? { }
     , meta ? { }
     , debug ? false
-    }:
+    }@args:
     let
       imageName = toLower name;
       program = "push-${lastPart name}";
@@ -133,6 +133,7 @@ let
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;
+      override = overrideWith streamLayeredImage args;
     };
 
   # The same image as a docker-archive tarball in the store: `docker load < result`.
@@ -142,7 +143,13 @@ let
       streamScript = "${stream}";
       inherit compressor;
       zstd = "${zstd}";
-    } // (args.passthru or { }) // { inherit (stream) imageName imageTag; inherit stream; meta = args.meta or { }; };
+    } // (args.passthru or { }) // { inherit (stream) imageName imageTag; inherit stream; meta = args.meta or { };
+      override = overrideWith buildLayeredImage args; };
+
+  # `image.override { tag = "v2"; }` or `image.override (old: { ... })`, as nixpkgs'
+  # makeOverridable gives its images.
+  overrideWith = function: args: change:
+    function (args // (if builtins.isFunction change then change args else change));
 
   extension = compressor: { gz = ".gz"; zstd = ".zst"; none = ""; }.${compressor} or "";
 

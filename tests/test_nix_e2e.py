@@ -595,6 +595,12 @@ def test_results_carry_nixpkgs_attributes(user_flake):
     assert evaluate(".#tarExtras.imageName") == evaluate(".#base.imageName").replace("base", "tar-extras")
     assert evaluate(".#tarExtras.imageTag") == "v1" == evaluate(".#tarExtras.stream.imageTag")
     assert evaluate(".#tarExtras.stream.outPath").startswith("/nix/store/")
+    # makeOverridable's override, with a set or a function of the old arguments
+    for attr, change in (("base", '{ tag = "v2"; }'), ("tarExtras", 'old: { tag = old.tag + "-2"; }')):
+        apply = f"image: (image.override ({change})).imageTag"
+        changed = nix("eval", "--raw", f".#{attr}", "--apply", apply, "--no-write-lock-file", cwd=user_flake)
+        assert changed.returncode == 0, changed.stderr
+        assert changed.stdout == {"base": "v2", "tarExtras": "v1-2"}[attr]
 
 
 def test_a_name_with_capitals_is_lower_cased_as_nixpkgs_does(user_flake, docker_host):
