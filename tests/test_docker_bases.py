@@ -1,18 +1,21 @@
 """Base images as Docker itself makes them (`docker import`, the classic builder with ENV,
-LABEL, WORKDIR, ONBUILD, USER, CMD, then `docker save`), used as `from_image`: the image
-loads and runs, keeps the base's layers and inherits its settings as Docker would."""
+LABEL, WORKDIR, ONBUILD, USER, CMD, then `docker save`, also of one image under two tags)
+and as buildah makes them (its docker format, pushed to a docker-archive), used as
+`from_image`: the image loads and runs, keeps the base's layers and inherits its settings
+as Docker would. (BuildKit: this machine's docker has no buildx component to run it.)"""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import make_conf, run_cli
+from conftest import make_conf, need, run_cli
 
 
 def docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -44,12 +47,50 @@ def docker_bases(docker_host, tmp_path_factory) -> dict[str, Path]:
                              text=True, env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/bin:/bin",
                                              "DOCKER_HOST": docker_host})  # fmt: skip
     assert classic.returncode == 0, classic.stderr
+    second_tag = f"li-base/second-tag-{suffix}:2"
+    assert docker("tag", built, second_tag).returncode == 0
     bases = {}
-    for name, tag in (("imported", imported), ("classic", built)):
+    for name, tags in (("imported", [imported]), ("classic", [built]), ("two-tags", [built, second_tag])):
         bases[name] = tmp / f"{name}.tar"
-        assert docker("save", tag, "-o", str(bases[name])).returncode == 0
+        assert docker("save", *tags, "-o", str(bases[name])).returncode == 0
+    bases["buildah"] = buildah_base(tmp, suffix)
     yield bases
-    docker("rmi", built, imported)
+    docker("rmi", built, second_tag, imported)
+
+
+CLASSIC_SETTINGS = [
+    "--env", "FROM_BASE=1", "--env", "SHARED=base", "--env", "PATH=/bin", "--label", "from=base",
+    "--workingdir", "/srv", "--onbuild", "RUN echo never", "--user", "0:0",
+    "--cmd", '["/bin/sh", "-c", "echo $FROM_BASE $SHARED $MINE; pwd"]',
+]  # fmt: skip
+
+
+def buildah_base(tmp: Path, suffix: str) -> Path:
+    """The classic base's settings, made by buildah (docker format), in its own storage."""
+    need(shutil.which("buildah") is not None, "buildah (apt-get install buildah)")
+    storage = [
+        "--root",
+        str(tmp / "buildah"),
+        "--runroot",
+        str(tmp / "buildah-run"),
+        "--storage-driver",
+        "vfs",
+    ]
+
+    def buildah(*args: str) -> str:
+        done = subprocess.run(["buildah", *storage, *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    container = buildah("from", "scratch")
+    buildah("copy", container, "/bin/busybox", "/bin/busybox")
+    buildah("run", "--isolation", "chroot", container, "--", "/bin/busybox", "ln", "-s", "busybox", "/bin/sh")
+    buildah("config", *CLASSIC_SETTINGS, container)
+    tag = f"li-base/buildah-{suffix}:1"
+    buildah("commit", "-q", "--format", "docker", container, tag)
+    archive = tmp / "buildah.tar"
+    buildah("push", tag, f"docker-archive:{archive}:{tag}")
+    return archive
 
 
 def base_config(archive: Path) -> dict:
@@ -58,7 +99,7 @@ def base_config(archive: Path) -> dict:
         return json.load(tar.extractfile(manifest[0]["Config"]))
 
 
-@pytest.mark.parametrize("kind", ["imported", "classic"])
+@pytest.mark.parametrize("kind", ["imported", "classic", "two-tags", "buildah"])
 def test_docker_made_bases_work_as_from_image(docker_bases, kind, tmp_path, busybox_path):
     base = docker_bases[kind]
     repo_tag = f"li-test/on-{kind}-{uuid.uuid4().hex[:8]}:1"
@@ -75,17 +116,14 @@ def test_docker_made_bases_work_as_from_image(docker_bases, kind, tmp_path, busy
         assert info["RootFS"]["Layers"][: len(base_layers)] == base_layers  # byte for byte
         ran = docker("run", "--rm", "--network", "none", repo_tag)
         assert ran.returncode == 0, ran.stderr
-        if kind == "classic":
+        if kind != "imported":
             assert ran.stdout.splitlines() == ["1 mine 2", "/srv"]
             settings = info["Config"]
             base_env = base_config(base)["config"]["Env"]  # in the order Docker wrote it
             assert settings["Env"] == [e.replace("SHARED=base", "SHARED=mine") for e in base_env] + ["MINE=2"]
             assert {"FROM_BASE=1", "SHARED=base", "PATH=/bin"} <= set(base_env)
-            assert (settings["User"], settings["WorkingDir"], settings["Labels"]) == (
-                "0:0",
-                "/srv",
-                {"from": "base"},
-            )
+            labels = {k: v for k, v in settings["Labels"].items() if k != "io.buildah.version"}
+            assert (settings["User"], settings["WorkingDir"], labels) == ("0:0", "/srv", {"from": "base"})
             assert settings["OnBuild"] == ["RUN echo never"]
         else:
             assert ran.stdout.splitlines() == ["mine 2", "/"]
