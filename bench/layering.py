@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Layering speed and memory: `layered-image layers` on closure graphs, both strategies.
+"""Layering speed and memory: `layered-image layers` on closure graphs, every strategy and
+two nixpkgs layeringPipelines (popularity: popularity_contest + limit_layers 99; split: a
+subcomponent_out of one path, the rest by popularity, as public flakes write them).
 
 usage: bench/layering.py [GRAPH.json ...] [--synthetic N]
 
@@ -54,6 +56,19 @@ def synthetic_graph(count: int, seed: int = 1) -> list[dict]:
     return entries
 
 
+def pipeline_arguments(strategy: str, some_path: str) -> list[str]:
+    if not strategy.startswith("pipeline:"):
+        return ["--strategy", strategy]
+    by_popularity = [["popularity_contest"], ["limit_layers", 99]]
+    pipeline = {
+        "pipeline:popularity": by_popularity,
+        "pipeline:split": [["subcomponent_out", [some_path]], ["over", "rest", ["pipe", by_popularity]]],
+    }[strategy]
+    file = Path(tempfile.mkdtemp()) / "pipeline.json"
+    file.write_text(json.dumps(pipeline))
+    return ["--pipeline", str(file)]
+
+
 def default_graphs() -> list[Path]:
     shared = HERE.parent / "shared" / "data" / "graphs"
     folder = shared if shared.is_dir() else HERE / "tests" / "data"
@@ -70,17 +85,19 @@ def main() -> None:
         file = Path(tempfile.mkdtemp()) / f"synthetic-{args.synthetic}.json"
         file.write_text(json.dumps(synthetic_graph(args.synthetic)))
         graphs.append(file)
-    strategies = ("popularity", "auto", "stable")
-    print(f"{'graph':<28} {'paths':>6} {'json.load (floor)':>18}" + "".join(f"{s:>17}" for s in strategies))
+    strategies = ("popularity", "auto", "stable", "pipeline:popularity", "pipeline:split")
+    print(f"{'graph':<28} {'paths':>6} {'json.load (floor)':>18}" + "".join(f"{s:>20}" for s in strategies))
     for graph in graphs:
-        paths = len(json.loads(graph.read_text()))
+        entries = json.loads(graph.read_text())
+        paths = len(entries)
         floor, _ = timed([sys.executable, "-c", f"import json; json.load(open({str(graph)!r}))"])
         cells = []
         for strategy in strategies:
-            command = [sys.executable, "-m", "layered_image", "layers", str(graph), "--strategy", strategy]
+            command = [sys.executable, "-m", "layered_image", "layers", str(graph)]
+            command += pipeline_arguments(strategy, entries[len(entries) // 2]["path"])
             seconds, rss = timed(command)
             cells.append(f"{seconds:6.2f} s {rss:4d} MB")
-        print(f"{graph.name:<28} {paths:>6} {floor:16.2f} s" + "".join(f"{cell:>17}" for cell in cells))
+        print(f"{graph.name:<28} {paths:>6} {floor:16.2f} s" + "".join(f"{cell:>20}" for cell in cells))
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"(peak RSS of any child: {usage.ru_maxrss // 1024} MB)")
 

@@ -20,7 +20,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from layered_image.layering.pipeline import run_pipeline
 
     graph = load_graph(args.graph, key=args.key, store_dir=args.store_dir)
-    if args.pipeline is not None:  # exactly nixpkgs' output, an empty layer included
+    if args.pipeline is not None:  # exactly nixpkgs' output
         layers = run_pipeline(graph, args.pipeline, frozenset(args.exclude))
     else:
         layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude)
@@ -99,16 +99,9 @@ def add_layering_choice(command: argparse.ArgumentParser) -> None:
     choice.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=sorted(STRATEGIES))
     choice.add_argument(
         "--pipeline",
-        type=_pipeline_file,
         metavar="PIPELINE",
         help="a nixpkgs layeringPipeline: a JSON file of steps, or - for stdin (--max-layers then unused)",
     )
-
-
-def _pipeline_file(file: str) -> object:
-    from layered_image.layering.pipeline import load_pipeline
-
-    return load_pipeline(file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
 
     def job() -> int:
+        if getattr(args, "pipeline", None) is not None:  # read here, so that a bad file is one line
+            from layered_image.layering.pipeline import load_pipeline
+
+            args.pipeline = load_pipeline(args.pipeline)
         code = run(args)
         sys.stdout.flush()  # here, so that a reader gone or a full disk is reported as one line
         return code

@@ -109,7 +109,7 @@ def run_pipeline(
     keep = frozenset(vertices)
     start = Graph(vertices, {v: frozenset(graph.references[v]) & keep for v in vertices})
     result = step(start)
-    return [[graph.paths[v] for v in layer.vertices] for layer in _flatten_result(result)]
+    return [[graph.paths[v] for v in layer.vertices] for layer in _flatten_result(result) if layer.vertices]
 
 
 def load_pipeline(file: str | Path) -> Any:
