@@ -28,6 +28,7 @@ from layered_image.archive.tree_layer import write_tree_layer
 from layered_image.conf import now, parse_conf, parse_time
 from layered_image.config import validate_config, validate_timestamp
 from layered_image.errors import UserError
+from layered_image.files import replaced_file, write_file
 from layered_image.graph import build_graph
 from layered_image.layering import compute_layers
 from layered_image.layering.pipeline import load_pipeline
@@ -48,7 +49,7 @@ def build_command(args: argparse.Namespace) -> int:
     parse_conf(conf, source=f"image {conf['repo_tag']!r}")  # what every run would refuse fails the build
     write_executable(out, stream_script(attrs["python"], attrs["source"], conf))
     if "conf" in attrs["outputs"]:  # passthru.conf: the conf, for `layered-image stream` or inspection
-        Path(attrs["outputs"]["conf"]).write_text(json.dumps(conf, indent=1))
+        write_file(Path(attrs["outputs"]["conf"]), json.dumps(conf, indent=1).encode())
     print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
     if attrs.get("debug"):
         for number, paths in enumerate(conf["store_layers"], start=1):
@@ -185,7 +186,8 @@ exit_promptly(stream_script_main(CONF, sys.argv[1:]))
 def write_attr_command(args: argparse.Namespace) -> int:
     """`$out` = the JSON of one structured attribute (the image config's store file)."""
     attrs = read_attrs()
-    Path(attrs["outputs"]["out"]).write_text(json.dumps(attrs.get(args.name), sort_keys=True))
+    text = json.dumps(attrs.get(args.name), sort_keys=True)
+    write_file(Path(attrs["outputs"]["out"]), text.encode())
     return 0
 
 
@@ -212,8 +214,8 @@ def write_push_launcher_command(args: argparse.Namespace) -> int:
 
 
 def write_executable(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o555)
+    """Mode 0777 less the umask; Nix then makes it 0555 in the store."""
+    write_file(path, text.encode(), executable=True)
 
 
 def write_image_command(args: argparse.Namespace) -> int:
@@ -230,14 +232,15 @@ def write_image_command(args: argparse.Namespace) -> int:
     elif compressor == "gz":  # no file name, no mtime: the same bytes every time
         with (
             open(plain, "rb") as source,
-            open(out, "wb") as target,
+            replaced_file(out) as fd,
+            os.fdopen(fd, "wb", closefd=False) as target,
             gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=target, mtime=0) as packed,
         ):
             shutil.copyfileobj(source, packed, 1 << 20)
     else:
-        subprocess.run(
-            [f"{attrs['zstd']}/bin/zstd", "-q", "-T1", "-3", "-o", str(out), str(plain)], check=True
-        )
+        zstd = [f"{attrs['zstd']}/bin/zstd", "-q", "-T1", "-3", "-c", str(plain)]
+        with replaced_file(out) as fd:
+            subprocess.run(zstd, stdout=fd, check=True)
     return 0
 
 
@@ -267,7 +270,7 @@ def customise_command(args: argparse.Namespace) -> int:
         if commands:
             run_commands(attrs, commands, root, env, chroot and attrs.get("enableFakechroot", False))
     write_tree_layer(root, out / "layer.tar", mtime)
-    (out / "checksum").write_text(sha256_file(out / "layer.tar"))
+    write_file(out / "checksum", sha256_file(out / "layer.tar").encode())
     return 0
 
 

@@ -36,6 +36,7 @@ from layered_image.archive.output import Output, output_file
 from layered_image.archive.planner import Planner
 from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
 from layered_image.errors import UserError, silence_stdout
+from layered_image.files import write_file
 from layered_image.options import add_output_arguments, add_push_arguments
 from layered_image.progress import Progress
 
@@ -84,7 +85,7 @@ def _write_digest(path: str | None, digest: str) -> None:
     if path is None:
         return
     try:
-        Path(path).write_text(digest)
+        write_file(Path(path), digest.encode())
     except OSError as err:
         raise UserError(f"pushed, but cannot write the digest to {path}: {err.strerror or err}") from None
 
@@ -206,15 +207,14 @@ def _write_image(
                 image = build_oci_image(layers, meta, compression, scratch, progress)
                 write_oci_dir(image, directory)
             return image.config.digest
-        with output_file(output) as fd:
+        with output_file(output) as target:
             if fmt == "oci-archive":
-                scratch_dir = os.path.dirname(os.path.abspath(output)) if output else None
-                with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=scratch_dir) as scratch:
+                with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=target.directory) as scratch:
                     image = build_oci_image(layers, meta, compression, Path(scratch), progress)
-                    with Output(fd, Progress(None, quiet=True)) as out:
+                    with Output(target.fd, Progress(None, quiet=True)) as out:
                         write_oci_archive(out, image, meta.mtime)
                 return image.config.digest
-            with Output(fd, progress) as out:
+            with Output(target.fd, progress) as out:
                 return "sha256:" + write_docker_archive(out, layers, meta)
     except BrokenPipeError:
         silence_stdout()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from layered_image.archive.compression import LAYER_MEDIA_TYPES, compressor
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import FileSpan
 from layered_image.errors import UserError
+from layered_image.files import new_file
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def spool_layer(layer: LayerSource, compression: str, scratch: Path) -> tuple[Bl
     planned = layer.size  # measured (planned) before its bytes are asked for
     diff_id, digest = hashlib.sha256(), hashlib.sha256()
     squeeze = compressor(compression)
-    fd, name = tempfile.mkstemp(dir=scratch, suffix=".blob")
+    fd, name = new_file(scratch, ".blob")  # with the umask's mode: it may become an oci-dir blob
     written = size = 0
     with os.fdopen(fd, "wb") as file:
         for data in _layer_bytes(layer):
@@ -82,7 +82,7 @@ def spool_layer(layer: LayerSource, compression: str, scratch: Path) -> tuple[Bl
         raise UserError(f"layer ({layer.comment[:100]}): planned {planned} bytes, got {size}")
     if layer.expected_digest and layer.expected_digest != diff_id.hexdigest():
         raise UserError(f"layer ({layer.comment[:100]}) does not match its recorded checksum")
-    blob = Blob(f"sha256:{digest.hexdigest()}", written, LAYER_MEDIA_TYPES[compression], path=Path(name))
+    blob = Blob(f"sha256:{digest.hexdigest()}", written, LAYER_MEDIA_TYPES[compression], path=name)
     return blob, diff_id.hexdigest()
 
 

@@ -23,6 +23,7 @@ from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
 from layered_image.archive.tar import DIRECTORY, Member, end_of_archive, header
 from layered_image.errors import UserError
+from layered_image.files import Directory, LinkInTheWay
 from layered_image.platform import Platform
 from layered_image.progress import Progress
 
@@ -107,55 +108,67 @@ def _write_bytes(out: Output, name: str, data: bytes, mtime: int) -> None:
 
 
 def write_oci_dir(image: OciImage, directory: Path) -> None:
-    """Blobs into DIR/blobs/sha256, then index.json (replacing an entry of the same tag)."""
-    blobs = directory / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    for blob in image.blobs():
-        target = blobs / blob.hex
-        if blob.path is not None:
-            os.replace(blob.path, target)
-        elif not target.exists():
-            _write_atomically(target, blob.data or b"")
-    _write_atomically(directory / "oci-layout", OCI_LAYOUT)
-    entry = index_entry(image)
-    kept = [e for e in _index_entries(directory) if _ref_name(e) != image.repo_tag]
-    _write_atomically(directory / "index.json", index_json([*kept, entry]))
+    """Blobs into DIR/blobs/sha256, then index.json (replacing an entry of the same tag), read
+    and rewritten under a lock on DIR: writers at the same time keep each other's tags."""
+    with _layout_errors(), Directory.open(directory) as layout:
+        with _blob_directory(layout) as blobs:
+            for blob in image.blobs():
+                if blob.path is not None:
+                    blobs.move_in(blob.path, blob.hex)
+                elif not blobs.holds_regular_file(blob.hex):  # named by its digest: one there is it
+                    blobs.write_file(blob.hex, blob.data or b"")
+        layout.write_file("oci-layout", OCI_LAYOUT)
+        with layout.locked():
+            kept = [e for e in _index_entries(layout) if _ref_name(e) != image.repo_tag]
+            layout.write_file("index.json", index_json([*kept, index_entry(image)]))
 
 
 @contextlib.contextmanager
 def oci_dir_scratch(directory: Path) -> Iterator[Path]:
     """A scratch directory inside DIR, so that finished blobs are renamed into place."""
-    try:
+    with _layout_errors():
         directory.mkdir(parents=True, exist_ok=True)
-        _index_entries(directory)  # refuse a directory that is not an OCI layout
-    except OSError as err:
-        raise UserError(f"cannot write OCI layout {directory}: {err.strerror}") from None
+        with Directory.open(directory) as layout:
+            _index_entries(layout)  # refuse a directory that is not an OCI layout
+            _blob_directory(layout).close()  # and links in place of its directories, before the work
     with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=directory) as scratch:
         yield Path(scratch)
 
 
-def _index_entries(directory: Path) -> list[dict[str, object]]:
-    index = directory / "index.json"
-    if not index.exists():
-        if any(
-            p.name not in ("blobs", "oci-layout") and not p.name.startswith(".") for p in directory.iterdir()
-        ):
-            raise UserError(f"{directory} is neither empty nor an OCI layout; give a new directory")
+@contextlib.contextmanager
+def _layout_errors() -> Iterator[None]:
+    try:
+        yield
+    except LinkInTheWay as err:
+        raise UserError(
+            f"{err.filename} is a symbolic link; an OCI layout's index and directories must be its own "
+            "(remove the link, or give a new directory)"
+        ) from None
+    except OSError as err:
+        where = err.filename or "OCI layout"
+        raise UserError(f"cannot write {where}: {err.strerror or err}") from None
+
+
+def _blob_directory(layout: Directory) -> Directory:
+    with layout.subdirectory("blobs") as blobs:
+        return blobs.subdirectory("sha256")
+
+
+def _index_entries(layout: Directory) -> list[dict[str, object]]:
+    index = layout.read_file("index.json")
+    if index is None:
+        foreign = [n for n in os.listdir(layout.fd) if n not in ("blobs", "oci-layout") and n[:1] != "."]
+        if foreign:
+            raise UserError(f"{layout.path} is neither empty nor an OCI layout; give a new directory")
         return []
     try:
-        entries = json.loads(index.read_text())["manifests"]
+        entries = json.loads(index)["manifests"]
         assert isinstance(entries, list)
         return entries
     except (ValueError, KeyError, TypeError, AssertionError):
-        raise UserError(f"{index} is not an OCI index; give a new directory") from None
+        raise UserError(f"{layout.path / 'index.json'} is not an OCI index; give a new directory") from None
 
 
 def _ref_name(entry: dict[str, object]) -> object:
     annotations = entry.get("annotations")
     return annotations.get("io.containerd.image.name") if isinstance(annotations, dict) else None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

@@ -1,7 +1,8 @@
 """Where an archive's bytes go: a file descriptor, written in large pieces, counted.
 
-`-o FILE` writes to a temporary name in FILE's directory and renames it at the end, so
-FILE is either the complete archive or untouched (a device or pipe is written directly).
+`-o FILE` writes a new file in FILE's directory and renames it over FILE at the end
+(files.py), so FILE is either the complete archive or untouched; a FIFO or device the
+user or root owns, and the process's own descriptors (/dev/stdout), are written directly.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ import hashlib
 import mmap
 import os
 import queue
+import re
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from layered_image.archive.tar import REGULAR, Member, header, padding
 from layered_image.errors import StoreChangedError, UserError
+from layered_image.files import replaced_file
 from layered_image.progress import Progress
 
 FLUSH_AT = 1 << 20
 MAP_WINDOW = 8 << 20  # of a big file, mapped at once to be hashed without a copy
 DIRECT_AT = 256 << 10  # bytes this large are sent as they are, not copied into a buffer
+OWN_DESCRIPTOR = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")  # as bash takes them in redirections
 
 
 class FileSpan:
@@ -232,33 +236,81 @@ def _widen_pipe(fd: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class OpenOutput:
+    fd: int
+    directory: Path | None  # where the new file is made (scratch beside it is on its disk), if one is
+
+
 @contextlib.contextmanager
-def output_file(target: str | None) -> Iterator[int]:
-    """A descriptor for stdout, or for a temporary file renamed to `target` on success."""
+def output_file(target: str | None) -> Iterator[OpenOutput]:
+    """Where `-o TARGET` writes: stdout without it; one of this process's descriptors for
+    /dev/stdout and /dev/fd/N (as a shell takes them); a FIFO or character device the user
+    or root owns (/dev/null, a named pipe) as it is; otherwise a new file renamed to TARGET
+    on success, never a file or link already there (see files.py)."""
     if target is None:
-        yield 1
+        yield OpenOutput(1, None)
         return
-    path = Path(target)
-    if path.exists() and not path.is_file():  # a device or a pipe: nothing to replace
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    if not target:
+        raise UserError("-o was given an empty name; give the path of a file")
+    if (number := _own_descriptor(target)) is not None:
+        yield OpenOutput(number, None)
+        return
+    if (fd := _open_stream_device(target)) is not None:
         try:
-            yield fd
+            yield OpenOutput(fd, None)
         finally:
             os.close(fd)
         return
+    path = Path(target)
+    with replaced_file(path) as fd:
+        yield OpenOutput(fd, path.absolute().parent)
+
+
+def _own_descriptor(target: str) -> int | None:
+    """The descriptor /dev/stdout or /dev/fd/N names: the caller's, not a file to replace."""
+    if target == "/dev/stdout":
+        number = 1
+    elif match := OWN_DESCRIPTOR.fullmatch(target):
+        number = int(match[1])
+    else:
+        return None
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
+        os.fstat(number)
+    except OSError:
+        raise UserError(f"cannot write {target}: descriptor {number} is not open") from None
+    return number
+
+
+def _open_stream_device(target: str) -> int | None:
+    """TARGET itself (not through a link), when it is a FIFO or character device the user or
+    root owns: written to as it is. None when a new file is to replace what is there."""
     try:
-        yield fd
-        os.fsync(fd)
+        seen = os.lstat(target)
+    except OSError:  # missing, or unreachable: making the new file will say which
+        return None
+    kind = _kind(seen.st_mode)
+    if kind in ("file", "symbolic link"):
+        return None
+    if kind not in ("FIFO", "character device"):
+        raise UserError(f"cannot write {target}: it is a {kind}; give the path of a file")
+    if seen.st_uid not in (os.getuid(), 0):  # planted by another user
+        raise UserError(f"cannot write {target}: it is another user's {kind}; give the path of a file")
+    fd = os.open(target, os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):  # replaced meanwhile
         os.close(fd)
-        fd = -1
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        raise UserError(f"cannot write {target}: it changed while it was opened; try again")
+    return fd
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISREG, "file"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "socket")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from layered_image.archive.store_layer import stat_member, walk
 from layered_image.archive.tar import REGULAR, end_of_archive, header, padding
+from layered_image.files import replaced_file
 
 
 def write_tree_layer(root: Path, target: Path, mtime: int) -> None:
     prefix = len(os.fsencode(root)) + 1
     offset = 0
-    with open(target, "wb") as out:
+    with replaced_file(target) as fd, os.fdopen(fd, "wb", closefd=False) as out:
         for source, info in walk(os.fsencode(root)):
             name = source[prefix:]
             if not name:

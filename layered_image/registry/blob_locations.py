@@ -9,11 +9,11 @@ hint: a stale entry costs one request, then the blob is uploaded as usual.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from layered_image.files import write_file
 
 MAX_DIGESTS_PER_HOST = 20_000  # the oldest go first
 MAX_REPOSITORIES_PER_BLOB = 3  # the most recent first
@@ -56,16 +56,8 @@ class BlobLocations:
         """Write the cache (whole, or not at all); the reason when it could not be written."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            write_file(self.path, json.dumps(self.seen, separators=(",", ":")).encode())
         except OSError as err:
-            return f"{self.path}: {err.strerror or err}"
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump(self.seen, out, separators=(",", ":"))
-            os.replace(temporary, self.path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             return f"{self.path}: {err.strerror or err}"
         return None
 
