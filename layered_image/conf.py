@@ -3,7 +3,7 @@ stream_layered_image.py reads, so a conf nixpkgs produced streams unchanged."""
 
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,16 +13,11 @@ from layered_image.archive.store_layer import Owner
 from layered_image.config import load_json_file, validate_config, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.graph import is_store_path
+from layered_image.names import repo_tag_problem
 from layered_image.platform import Platform, validate_platform
 
 EPOCH_PLUS_ONE = "1970-01-01T00:00:01Z"
-# Docker's reference grammar, simplified: lower-case path components, optional registry
-# host[:port], then a tag.
-REPO_TAG = re.compile(
-    r"((?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r":[\w][\w.-]{0,127}"
-)
+MAX_OWNER_ID = 2**32 - 2  # Docker reads 2^32-1 as "no owner": the files would show as root's
 
 
 class ConfError(UserError):
@@ -52,7 +47,9 @@ def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
 
 def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "conf") -> StreamConf:
     problems: list[str] = []
-    config = raw.get("config") or None
+    config = raw.get("config")
+    if config == {}:  # nixpkgs' default; written as null
+        config = None
     problems += validate_config(config)
     architecture = raw.get("architecture", "amd64")
     problems += validate_platform(architecture, raw.get("variant"))
@@ -61,8 +58,9 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     problems += validate_timestamp("created", created_text)
     problems += validate_timestamp("mtime", mtime_text)
     tag = repo_tag or raw.get("repo_tag")
-    if not isinstance(tag, str) or not REPO_TAG.fullmatch(tag):
-        problems.append(f"repo_tag: {tag!r} is not NAME:TAG (lower-case name, e.g. hello:latest)")
+    if problem := repo_tag_problem(tag):
+        problems.append(f"repo_tag: {tag!r} is not NAME:TAG ({problem}), e.g. hello:latest")
+    problems += [problem for key in PATH_KEYS if (problem := _path_problem(key, raw.get(key)))]
     store_dir = raw.get("store_dir", "/nix/store")
     layers = raw.get("store_layers", [])
     problems += _check_store_layers(layers, store_dir)
@@ -107,26 +105,46 @@ def _owner(raw: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     problems, owner = [], {}
     for key in ("uid", "gid"):
         value = raw.get(key, 0)
-        try:
-            owner[key] = int(value)
-            if owner[key] < 0 or isinstance(value, bool | float):
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append(f"{key}: {value!r} is not a non-negative integer")
+        owner[key] = _owner_id(value)
+        if owner[key] is None:
+            problems.append(f"{key}: {value!r:.40} is not a user/group id, a whole number 0-{MAX_OWNER_ID}")
     for key in ("uname", "gname"):
         value = raw.get(key, "root")
-        if not isinstance(value, str) or "\0" in value:
-            problems.append(f"{key}: {value!r} is not a user/group name")
+        if not isinstance(value, str) or not value.isprintable():  # no control characters, no lone surrogates
+            problems.append(f"{key}: {value!r:.40} is not a user/group name (printable characters only)")
         owner[key] = value
     return problems, owner
 
 
-def _optional_path(value: Any) -> Path | None:
-    if value in (None, ""):
+def _owner_id(value: Any) -> int | None:
+    """An integer, or its decimal digits as a string (nixpkgs' confs have either); None if
+    it is neither, or out of the range Docker takes."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OWNER_ID:
+        return value
+    return None
+
+
+PATH_KEYS = ("from_image", "customisation_layer")  # store_dir: its paths must exist
+
+
+def _path_problem(key: str, value: Any) -> str | None:
+    """A path the file system can be asked about: no NUL, no lone surrogate (a byte that is
+    not UTF-8 comes as its surrogate escape, U+DC80-U+DCFF, and is fine)."""
+    if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise ConfError(f"expected a path, got {value!r}")
-    return Path(value)
+    if isinstance(value, str) and "\0" not in value:
+        try:
+            os.fsencode(value)
+            return None
+        except UnicodeEncodeError:
+            pass
+    return f"{key}: {value!r:.100} is not a path"
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value in (None, "") else Path(value)
 
 
 def parse_time(text: str) -> datetime:
@@ -139,5 +157,5 @@ def now() -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()  # years < 1000: 4 digits
     return text + (f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else "") + "Z"

@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from layered_image import strict_json
 from layered_image.errors import UserError
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
@@ -108,16 +109,28 @@ def validate_timestamp(name: str, value: Any) -> list[str]:
         return []
     if isinstance(value, str) and RFC3339.fullmatch(value):
         try:
-            datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-            return []
+            moment = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
         except ValueError:
-            pass
-    return [f'{name}: {value!r} is not an RFC 3339 date-time such as 1970-01-01T00:00:01Z, or "now"']
+            moment = None
+        if moment and _in_utc_years(moment):
+            return []
+        if moment:
+            return [f"{name}: {value!r} is out of range: in UTC it is before year 1 or after 9999"]
+    return [f'{name}: {value!r:.100} is not an RFC 3339 date-time such as 1970-01-01T00:00:01Z, or "now"']
+
+
+def _in_utc_years(moment: datetime) -> bool:
+    """Whether `moment` in UTC, as the image config states it, is within years 1-9999."""
+    try:
+        moment.astimezone(UTC)
+        return True
+    except OverflowError:
+        return False
 
 
 def load_json_file(file: str | Path, what: str) -> Any:
     try:
-        return json.loads(Path(file).read_bytes())
+        return strict_json.loads(Path(file).read_bytes())
     except OSError as err:
         raise UserError(f"cannot read {what} file {file}: {err.strerror}") from None
     except (ValueError, RecursionError) as err:

@@ -8,12 +8,12 @@ no entry, a missing field, or a path outside the store directory.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layered_image import strict_json
 from layered_image.errors import UserError
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def read_graph_file(file: str | Path, key: str | None = None) -> list[dict[str, 
     except OSError as err:
         raise GraphError(f"cannot read closure graph {file}: {err.strerror}") from None
     try:
-        data = json.loads(text)
+        data = strict_json.loads(text)
     except (ValueError, RecursionError) as err:
         raise GraphError(f"{file}: not JSON ({err}); expected Nix's exportReferencesGraph output") from None
     return entries_of(data, key, source=str(file))

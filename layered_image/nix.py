@@ -6,10 +6,10 @@ binary says how to get one.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from typing import Any
 
+from layered_image import strict_json
 from layered_image.errors import UserError
 from layered_image.graph import entries_of
 
@@ -45,7 +45,7 @@ def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
         if "--json-format" not in err.stderr:
             raise
         text = run_nix("path-info", "--json", "--recursive", *paths)
-    answer = json.loads(text)
+    answer = strict_json.loads(text)
     return entries_of(answer, None, "nix path-info")
 
 
@@ -54,4 +54,4 @@ def build(installable: str) -> list[str]:
 
 
 def eval_json(installable: str) -> Any:
-    return json.loads(run_nix("eval", "--json", installable))
+    return strict_json.loads(run_nix("eval", "--json", installable))

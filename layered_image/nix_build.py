@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import shlex
 import shutil
@@ -22,7 +21,9 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
+from layered_image import strict_json
 from layered_image.archive.base_image import held_by_base_note, open_base_image
+from layered_image.archive.held_paths import differing_note
 from layered_image.archive.layer_source import sha256_file
 from layered_image.archive.tree_layer import write_tree_layer
 from layered_image.conf import now, parse_conf, parse_time
@@ -49,7 +50,7 @@ def build_command(args: argparse.Namespace) -> int:
     parse_conf(conf, source=f"image {conf['repo_tag']!r}")  # what every run would refuse fails the build
     write_executable(out, stream_script(attrs["python"], attrs["source"], conf))
     if "conf" in attrs["outputs"]:  # passthru.conf: the conf, for `layered-image stream` or inspection
-        write_file(Path(attrs["outputs"]["conf"]), json.dumps(conf, indent=1).encode())
+        write_file(Path(attrs["outputs"]["conf"]), strict_json.dumps(conf, indent=1).encode())
     print(f"{conf['repo_tag']}: {len(conf['store_layers'])} store layers", file=sys.stderr)
     if attrs.get("debug"):
         for number, paths in enumerate(conf["store_layers"], start=1):
@@ -71,7 +72,7 @@ def read_attrs() -> dict[str, Any]:
     file = attrs_file()
     try:
         with open(file) as handle:
-            return json.load(handle)
+            return strict_json.loads(handle.read())
     except (OSError, ValueError) as err:
         raise UserError(
             f"cannot read the derivation's attributes ({file}): {err}; run inside a Nix build"
@@ -105,9 +106,11 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
                 f" are more than Docker's {DOCKER_MAX_LAYERS}; end layeringPipeline with limit_layers"
             )
         if base:  # nixpkgs' layers would hold these again; name them in the build log
-            held = base.without_paths_it_holds(store_layers, store_dir)[1]
-            if held:
-                print(held_by_base_note(held), file=sys.stderr)
+            found = base.without_paths_it_holds(store_layers, store_dir, f"fromImage {attrs['fromImage']}")
+            if found.held:
+                print(held_by_base_note(found.held), file=sys.stderr)
+            if found.differing:
+                print(differing_note(found.differing, f"fromImage {attrs['fromImage']}"), file=sys.stderr)
     tag = attrs.get("imageTag") or out.name[:32]
     return {
         "config": attrs.get("config") or None,
@@ -178,7 +181,7 @@ sys.path.insert(0, {source!r})
 from layered_image.cli import exit_promptly
 from layered_image.stream import stream_script_main
 
-CONF = {json.dumps(conf, indent=1)!r}
+CONF = {strict_json.dumps(conf, indent=1)!r}
 exit_promptly(stream_script_main(CONF, sys.argv[1:]))
 """
 
@@ -186,7 +189,7 @@ exit_promptly(stream_script_main(CONF, sys.argv[1:]))
 def write_attr_command(args: argparse.Namespace) -> int:
     """`$out` = the JSON of one structured attribute (the image config's store file)."""
     attrs = read_attrs()
-    text = json.dumps(attrs.get(args.name), sort_keys=True)
+    text = strict_json.dumps(attrs.get(args.name), sort_keys=True)
     write_file(Path(attrs["outputs"]["out"]), text.encode())
     return 0
 
@@ -249,6 +252,8 @@ def customise_command(args: argparse.Namespace) -> int:
     extraCommands run in it, fakeRootCommands too (inside it with enableFakechroot),
     then the tree as `$out/layer.tar` with the owners fakeroot recorded, and its checksum."""
     attrs = read_attrs()
+    if problems := validate_timestamp("mtime", attrs.get("mtime")):
+        raise UserError(problems[0])
     out = Path(attrs["outputs"]["out"])
     out.mkdir()
     root = Path("root").absolute()

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import functools
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from layered_image import strict_json
 from layered_image.archive.base_image import (
     check_platform,
     held_by_base_note,
@@ -23,6 +23,7 @@ from layered_image.archive.base_image import (
     open_base_image,
 )
 from layered_image.archive.docker_archive import write_docker_archive
+from layered_image.archive.held_paths import differing_note
 from layered_image.archive.image import ImageMeta
 from layered_image.archive.layer_source import LayerSource, customisation_layer
 from layered_image.archive.oci import (
@@ -164,7 +165,7 @@ def stream_script_main(conf_text: str, argv: list[str]) -> int:
     from layered_image.cli import reporting_errors
 
     def job() -> int:
-        conf = parse_conf(json.loads(conf_text), None if pushing else args.tag, "stream script")
+        conf = parse_conf(strict_json.loads(conf_text), None if pushing else args.tag, "stream script")
         return run_push(conf, args) if pushing else run_stream(conf, args)
 
     return reporting_errors(os.path.basename(sys.argv[0]), job)
@@ -239,7 +240,10 @@ def plan_image(
         layers += base.layers
         config = inherit_config(base.config.get("config"), config)
         base_history = list(base.config.get("history") or [])
-        store_layers, held_by_base = base.without_paths_it_holds(store_layers, conf.store_dir)
+        found = base.without_paths_it_holds(store_layers, conf.store_dir, f"from_image {conf.from_image}")
+        store_layers, held_by_base = found.kept, found.held
+        if found.differing:  # not a note: the base may have planted them (see held_paths.py)
+            print(differing_note(found.differing, f"from_image {conf.from_image}"), file=sys.stderr)
     base_layers = len(layers)
     layers += store_layer_sources(conf, store_layers, resources, sizes_first)
     if conf.customisation_layer:

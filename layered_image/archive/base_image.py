@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import shutil
 import tarfile
 import tempfile
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from layered_image import strict_json
+from layered_image.archive.held_paths import HeldPaths, split_held
 from layered_image.archive.layer_source import Chunks, LayerSource
 from layered_image.config import validate_config
 from layered_image.errors import UserError
@@ -46,26 +47,21 @@ class BaseImage:
     config: dict[str, Any]  # the whole image config (architecture, config, history, ...)
     layers: list[LayerSource]
 
-    def paths_under(self, directory: str) -> set[str]:
-        """Entries directly under `directory` (e.g. the store paths) in any of the layers."""
-        prefix = directory.strip("/").split("/")
-        found = set()
-        for layer in self.layers:
-            with tarfile.open(fileobj=_Chunks(layer.chunks()), mode="r|") as tar:
-                for member in tar:
-                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                    if len(parts) > len(prefix) and parts[: len(prefix)] == prefix:
-                        found.add("/" + "/".join(parts[: len(prefix) + 1]))
-        return found
+    def without_paths_it_holds(self, store_layers: list[list[str]], store_dir: str, where: str) -> HeldPaths:
+        """The store layers less the store paths this base already holds as the store has
+        them (they are in the image already: nixpkgs stores them again, we do not)."""
+        return split_held(store_layers, store_dir, self._members(where))
 
-    def without_paths_it_holds(
-        self, store_layers: list[list[str]], store_dir: str
-    ) -> tuple[list[list[str]], list[str]]:
-        """The store layers less the store paths this base already holds (they are in the
-        image already: nixpkgs stores them again, we do not), and those paths."""
-        held = self.paths_under(store_dir)
-        kept = [remaining for paths in store_layers if (remaining := [p for p in paths if p not in held])]
-        return kept, sorted(p for paths in store_layers for p in paths if p in held)
+    def _members(self, where: str) -> Iterator[Iterator[tarfile.TarInfo]]:
+        return (_layer_members(layer, number, where) for number, layer in enumerate(self.layers, start=1))
+
+
+def _layer_members(layer: LayerSource, number: int, where: str) -> Iterator[tarfile.TarInfo]:
+    try:
+        with tarfile.open(fileobj=_Chunks(layer.chunks()), mode="r|") as tar:
+            yield from tar
+    except (tarfile.TarError, EOFError) as err:
+        raise BaseImageError(f"{where}: layer {number} is not a tar archive ({err})") from None
 
 
 def held_by_base_note(paths: list[str]) -> str:
@@ -128,8 +124,8 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
 def _open_archive(path: Path, where: str) -> tarfile.TarFile:
     try:
         file = open(path, "rb")  # noqa: SIM115 - handed to the ExitStack through the TarFile
-    except OSError as err:
-        raise BaseImageError(f"cannot read {where}: {err.strerror}") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL or a lone surrogate in the name
+        raise BaseImageError(f"cannot read {where}: {getattr(err, 'strerror', None) or err}") from None
     magic = file.read(4)
     file.seek(0)
     if magic.startswith(GZIP_MAGIC) or magic == ZSTD_MAGIC:
@@ -203,7 +199,7 @@ def _read_json(archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], na
         raise BaseImageError(f"{where}: {name} is {member.size} bytes, more than a JSON file here may be")
     data = archive.extractfile(member).read()  # type: ignore[union-attr]
     try:
-        return json.loads(data)
+        return strict_json.loads(data)
     except (ValueError, RecursionError) as err:
         raise BaseImageError(f"{where}: {name} is not valid JSON ({err})") from None
 

@@ -9,9 +9,8 @@ manifest: no loader takes a truncated image for a complete one.
 from __future__ import annotations
 
 import hashlib
-import json
 
-from layered_image.archive.image import ImageMeta, image_config
+from layered_image.archive.image import ImageMeta, canonical_json, image_config
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
 from layered_image.archive.tar import REGULAR, Member, end_of_archive, header, padding
@@ -27,12 +26,12 @@ def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta
         out.progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
         diff_ids.append(_write_layer(out, name, layer, meta.mtime))
         names.append(name)
-    config = json.dumps(image_config(meta, layers, diff_ids), separators=(",", ":")).encode()
+    config = canonical_json(image_config(meta, layers, diff_ids))
     image_id = hashlib.sha256(config).hexdigest()
     manifest = [{"Config": f"{image_id}.json", "RepoTags": [meta.repo_tag], "Layers": names}]
     out.progress.step("config and manifest")
     out.write_file(f"{image_id}.json", len(config), [config], meta.mtime)
-    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+    manifest_bytes = canonical_json(manifest)
     out.write_file("manifest.json", len(manifest_bytes), [manifest_bytes], meta.mtime)
     out.write(end_of_archive(out.offset))
     out.finish()

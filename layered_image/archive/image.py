@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from layered_image import strict_json
 from layered_image.archive.layer_source import LayerSource
 from layered_image.platform import Platform
 
@@ -45,4 +45,4 @@ def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]
 
 def canonical_json(value: Any) -> bytes:
     """Compact, key order as built: the same bytes for the same image on every run."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    return strict_json.dumps(value, separators=(",", ":")).encode()

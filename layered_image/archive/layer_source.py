@@ -62,11 +62,11 @@ def read_checksum(directory: Path) -> str | None:
     checksum = directory / "checksum"
     if not checksum.exists():
         return None
-    words = checksum.read_text().split()
-    text = words[0] if words else ""
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+    words = checksum.read_bytes().split()  # bytes: a file that is not UTF-8 is just not a digest
+    digest = words[0] if words else b""
+    if len(digest) != 64 or any(c not in b"0123456789abcdef" for c in digest):
         raise UserError(f"{checksum}: not a sha256 hex digest")
-    return text
+    return digest.decode()
 
 
 def customisation_layer(directory: Path) -> LayerSource:

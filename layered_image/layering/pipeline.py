@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layered_image import strict_json
 from layered_image.errors import UserError
 from layered_image.graph import ClosureGraph
 from layered_image.layering.popularity import popularity
@@ -118,7 +119,7 @@ def load_pipeline(file: str | Path) -> Any:
 
     try:
         text = sys.stdin.read() if str(file) == "-" else Path(file).read_text()
-        return json.loads(text)
+        return strict_json.loads(text)
     except OSError as err:
         raise PipelineError(f"cannot read pipeline {file}: {err.strerror}") from None
     except ValueError as err:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from layered_image.errors import UserError
-
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+from layered_image.names import name_problem, split_domain, tag_problem
 
 
 @dataclass(frozen=True)
@@ -27,14 +24,12 @@ def parse_reference(text: str) -> Reference:
     if not text.startswith("docker://"):
         raise UserError(f"{text!r} is not a registry reference{hint}")
     rest = text.removeprefix("docker://")
-    first, _, remainder = rest.partition("/")
-    if remainder and ("." in first or ":" in first or first == "localhost"):
-        host, name = first, remainder
-    else:
-        host, name = "registry-1.docker.io", rest if "/" in rest else f"library/{rest}"
-    repository, colon, tag = name.rpartition(":")
-    if not colon or "/" in tag:
-        repository, tag = name, "latest"
-    if not _REPOSITORY.fullmatch(repository) or not _TAG.fullmatch(tag):
-        raise UserError(f"{text!r}: bad repository name or tag{hint} (lower-case repository)")
-    return Reference(host, repository, tag)
+    name, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:  # no tag, or the colon of a port
+        name, tag = rest, "latest"
+    domain, path = split_domain(name)
+    if problem := name_problem(domain, path) or tag_problem(tag):
+        raise UserError(f"{text!r}: bad repository name or tag ({problem}){hint}")
+    if domain is None:
+        return Reference("registry-1.docker.io", path if "/" in path else f"library/{path}", tag)
+    return Reference(domain, path, tag)
