@@ -86,6 +86,8 @@ class FaultyProxy:
     host: str = ""
     bearer_token: str | None = None  # set: act as a token-auth front (challenge, /token, check)
     token_requests: list[str] = field(default_factory=list)  # the scopes asked for
+    body_bytes: int = 0  # request body bytes received, all requests together
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FaultyProxy:
         proxy = self
@@ -128,6 +130,8 @@ class FaultyProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy.lock:
+                    proxy.body_bytes += len(body)
                 if proxy.bearer_token and self._bearer_gate(body):
                     return
                 fault = proxy._take_fault(self.command, self.path)

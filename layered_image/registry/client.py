@@ -1,14 +1,26 @@
 """A small OCI distribution API client over http.client: TLS or plain HTTP, Basic or
 bearer-token auth from the registry's challenge, and retries with backoff on 5xx and
-dropped connections. One connection per request, so threads can share a client."""
+dropped connections. One connection per request, so threads can share a client.
+
+A registry is not trusted. Credentials and tokens go only to the origin (scheme, host,
+port) the user named and that challenged, never to one a `Location` names; a password
+goes to a token service another host runs only over TLS. Every answer is read up to
+MAX_ANSWER bytes, every connection gives up after IDLE_SECONDS of silence, every request
+after its deadline (REQUEST_SECONDS plus the time its body takes at MIN_RATE), and every
+push after its own (see start_deadline). Text from a registry is printed with control
+characters escaped and our secrets blanked out.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import re
+import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -22,7 +34,11 @@ Headers = dict[str, str] | None
 USER_AGENT = f"layered-image/{__version__}"
 RETRIES = 5
 IDENTITY_TOKEN = "<token>"  # the user name docker's files and helpers give an OAuth2 refresh token
-TIMEOUT = 300
+IDLE_SECONDS = 30  # silence on a connection before it is given up
+REQUEST_SECONDS = 120  # a whole exchange, plus its body's time at MIN_RATE
+PUSH_SECONDS = 600  # a whole push, plus its blobs' time at MIN_RATE
+MIN_RATE = 100_000  # bytes a second: slower than this is a stall
+MAX_ANSWER = 1 << 20  # bytes of an answer read at most; the rest is never read
 
 
 class RetryableError(Exception):
@@ -51,6 +67,7 @@ class Registry:
     pull_scopes: list[str] = field(default_factory=list)  # other repositories a token should read
     log: Callable[[str], None] = field(default=lambda line: None)
     connected: bool = False  # an index pushes several images over one handshake
+    deadline: float | None = None  # time.monotonic() by which the push must be done
 
     def connect(self) -> None:
         """Find out how to talk to the registry (https, else plain http when allowed) and log in."""
@@ -84,15 +101,20 @@ class Registry:
         headers = dict(headers or {})
         try:
             response = self._send(method, url, body, headers)
-            if response.status == 401:
+            if response.status == 401 and self._is_origin(url):  # another host's challenge: not answered
                 self._authorize(response)
                 response = self._send(method, url, body, headers)
         except (ConnectionError, http.client.HTTPException, TimeoutError) as err:
-            raise RetryableError(f"{method} {url}: {err or type(err).__name__}") from None
+            raise RetryableError(f"{method} {self.shown(url)}: {err or type(err).__name__}") from None
+        if response.status == 401 and not refusal_ok and not self._is_origin(url):
+            other = self.shown(urllib.parse.urlsplit(url).netloc)
+            raise UserError(
+                f"{other}, where {self.host} sent us, asks for credentials; they go only to {self.host}"
+            )
         if response.status == 401 and not refusal_ok:
             raise UserError(f"{self.host} refused the credentials for {self.repository} (401 on {method})")
-        if response.status >= 500:
-            raise RetryableError(f"{method} {url}: {response.status} {response.body[:200]!r}")
+        if response.status >= 500:  # the body is shown once, if this is the last try (see refused)
+            raise RetryableError(f"{method} {self.shown(url)}: {response.status}")
         return response
 
     def with_retries(self, what: str, attempt: Callable[[], object]) -> object:
@@ -104,6 +126,7 @@ class Registry:
                 if number == RETRIES:
                     raise UserError(f"{what}: gave up after {RETRIES} tries ({err})") from None
                 self.log(f"retrying {what} ({err})")
+                self.check_deadline()
                 time.sleep(self.retry_pause * 2 ** (number - 1))
         raise AssertionError("unreachable")
 
@@ -127,35 +150,69 @@ class Registry:
             self.refused(answer, what)
 
     def refused(self, answer: Response, what: str) -> NoReturn:
-        detail = answer.body[:300].decode(errors="replace").strip()
+        detail = self.shown(answer.body[:300].decode(errors="replace").strip())
         raise UserError(f"{self.host} refused {what}: {answer.status} {detail}")
+
+    def shown(self, text: str) -> str:
+        """Registry text made safe to print: our secrets blanked, control characters escaped."""
+        for secret in self._secrets():
+            text = text.replace(secret, "<redacted>")
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+    def _secrets(self) -> list[str]:
+        secrets = [self.authorization or ""]
+        if self.authorization:
+            secrets.append(self.authorization.partition(" ")[2])
+        if self.credentials:
+            secrets += [self.credentials[1], _basic(self.credentials).partition(" ")[2]]
+        return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+    def start_deadline(self, total_bytes: int) -> None:
+        """A push must be done by PUSH_SECONDS plus its bytes' time at MIN_RATE."""
+        self.deadline = time.monotonic() + PUSH_SECONDS + total_bytes / MIN_RATE
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise UserError(f"{self.host}: the push is past its deadline; the registry is too slow or stalls")
+
+    def _is_origin(self, url: str) -> bool:
+        return _origin(url, self.scheme, self.host) == _origin("", self.scheme, self.host)
 
     def _send(
         self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> Response:
+        self.check_deadline()
         parsed = urllib.parse.urlsplit(url)
         host = parsed.netloc or self.host
         target = urllib.parse.urlunsplit(("", "", parsed.path, parsed.query, ""))
         connection = self._connection(host, parsed.scheme or self.scheme)
         all_headers = {"Content-Length": str(len(body)), "User-Agent": USER_AGENT, **(headers or {})}
-        if self.authorization:
+        if self.authorization and self._is_origin(url):  # never to a host a Location names
             all_headers["Authorization"] = self.authorization
-        try:
-            connection.request(method, target, body=body, headers=all_headers)
-            answer = connection.getresponse()
-            data = answer.read()
-        finally:
-            connection.close()
+        seconds = REQUEST_SECONDS + len(body) / MIN_RATE
+        if self.deadline is not None:
+            seconds = max(1.0, min(seconds, self.deadline - time.monotonic()))
+        with _Watchdog(connection, seconds) as watchdog:
+            try:
+                connection.request(method, target, body=body, headers=all_headers)
+                answer = connection.getresponse()
+                data = answer.read(MAX_ANSWER) if method != "HEAD" else b""
+            except (OSError, http.client.HTTPException):
+                watchdog.raise_if_fired()
+                raise
+            finally:
+                connection.close()
+            watchdog.raise_if_fired()
         return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
 
     def _connection(self, host: str, scheme: str) -> http.client.HTTPConnection:
         if scheme == "http":
-            return http.client.HTTPConnection(host, timeout=TIMEOUT)
+            return http.client.HTTPConnection(host, timeout=IDLE_SECONDS)
         context = ssl.create_default_context()
         if not self.tls_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(host, timeout=TIMEOUT, context=context)
+        return http.client.HTTPSConnection(host, timeout=IDLE_SECONDS, context=context)
 
     def _authorize(self, response: Response) -> None:
         """Answer a 401's challenge: Basic with the credentials, or fetch a bearer token."""
@@ -187,6 +244,16 @@ class Registry:
         scopes = [f"repository:{self.repository}:pull,push"]
         scopes += [f"repository:{source}:pull" for source in self.pull_scopes]
         service = challenge.get("service", "")
+        realm_origin = _origin(realm, self.scheme, self.host)
+        if (
+            self.credentials
+            and realm_origin[0] != "https"
+            and realm_origin != _origin("", self.scheme, self.host)
+        ):
+            raise UserError(
+                f"{self.host}: the token service {self.shown(realm)} is plain HTTP on another host;"
+                " credentials are sent to another host only over TLS"
+            )
         saved, self.authorization = self.authorization, None
         try:
             if self._identity_token:
@@ -198,12 +265,55 @@ class Registry:
         finally:
             self.authorization = saved
         if answer.status != 200:
-            raise UserError(f"{self.host}: the token service {realm} refused us ({answer.status})")
+            raise UserError(
+                f"{self.host}: the token service {self.shown(realm)} refused us ({answer.status})"
+            )
         try:
             token = json.loads(answer.body)
             return str(token.get("token") or token["access_token"])
         except (ValueError, KeyError, AttributeError):
-            raise UserError(f"{self.host}: the token service {realm} gave no token") from None
+            raise UserError(f"{self.host}: the token service {self.shown(realm)} gave no token") from None
+
+
+class _Watchdog:
+    """Closes the connection's socket when an exchange outlives its deadline, so that a
+    registry sending a byte every few seconds cannot hold a push forever."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.connection, self.seconds, self.fired = connection, seconds, False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to stop
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def raise_if_fired(self) -> None:
+        if self.fired:
+            raise TimeoutError(f"no complete answer within {self.seconds:.0f} s")
+
+
+def _origin(url: str, default_scheme: str, default_host: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of `url`, relative URLs on the registry's own origin."""
+    parsed = urllib.parse.urlsplit(url)
+    scheme = (parsed.scheme or default_scheme).lower()
+    netloc = parsed.netloc or default_host
+    split = urllib.parse.urlsplit(f"//{netloc}")
+    try:
+        port = split.port
+    except ValueError:
+        port = -1  # nonsense: equal to no real origin
+    return scheme, (split.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme, 0)
 
 
 def _refresh_grant(

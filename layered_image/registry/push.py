@@ -45,6 +45,8 @@ def push_image(
     blobs = list({blob.digest: blob for blob in [*image.layers, image.config]}.values())
     sources = {blob.digest: seen.elsewhere(registry.host, blob.digest, registry.repository) for blob in blobs}
     registry.pull_scopes = sorted({repo for repos in sources.values() for repo in repos})  # for mounts
+    if registry.deadline is None:  # (an index has set one for all its images)
+        registry.start_deadline(sum(blob.size for blob in blobs))
     registry.connect()
     with ThreadPoolExecutor(PARALLEL) as pool:
         outcomes = list(pool.map(lambda blob: _push_blob(registry, blob, sources[blob.digest], say), blobs))
@@ -65,6 +67,7 @@ def push_index(
     twice = sorted({platform for platform in platforms if platforms.count(platform) > 1})
     if twice:
         raise UserError(f"two images for the same platform ({', '.join(twice)}); give one each")
+    registry.start_deadline(sum(blob.size for image in images for blob in image.blobs()))
     for image in images:
         result = push_image(image, registry, image.manifest.digest, say, seen)
         say(f"{image.platform}: {result.summary()}")

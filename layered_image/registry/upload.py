@@ -7,16 +7,35 @@ was lost, its state is stale, and that upload starts over.)"""
 from __future__ import annotations
 
 from layered_image.archive.blobs import Blob
+from layered_image.errors import UserError
 from layered_image.registry.client import Registry
 
 CHUNK = 16 << 20  # blobs larger than this go up in PATCHes of this size
+SEND_LIMIT = 4  # times a blob's size that may be sent for it, all tries and restarts together
+
+
+class SendBudget:
+    """What one blob may cost: behind a lossy proxy, tries and restarts of an upload would
+    otherwise send it again and again (each restart has its own tries)."""
+
+    def __init__(self, blob: Blob, name: str) -> None:
+        self.left, self.name, self.size = SEND_LIMIT * max(blob.size, 1), name, blob.size
+
+    def spend(self, count: int) -> None:
+        if count > self.left:
+            raise UserError(
+                f"gave up uploading {self.name}: {SEND_LIMIT} times its size sent without the registry"
+                " keeping it; the connection to the registry keeps failing"
+            )
+        self.left -= count
 
 
 def upload_blob(registry: Registry, blob: Blob, name: str) -> None:
+    budget = SendBudget(blob, name)
     if blob.size <= CHUNK:
-        registry.with_retries(f"uploading {name}", lambda: _upload_whole(registry, blob))
+        registry.with_retries(f"uploading {name}", lambda: _upload_whole(registry, blob, budget))
         return
-    upload = ChunkedUpload(registry, blob)
+    upload = ChunkedUpload(registry, blob, budget)
     registry.with_retries(f"starting the upload of {name}", upload.start)
     finished = False
     while not finished:
@@ -37,8 +56,8 @@ class ChunkedUpload:
     bytes than we know of (the chunk may have arrived, or part of it), so the next step
     first asks it where it is (GET on the session: its Range)."""
 
-    def __init__(self, registry: Registry, blob: Blob) -> None:
-        self.registry, self.blob = registry, blob
+    def __init__(self, registry: Registry, blob: Blob, budget: SendBudget) -> None:
+        self.registry, self.blob, self.budget = registry, blob, budget
         self.location, self.offset = "", 0
         self.unsure = False  # a request failed since the registry last told us its offset
 
@@ -52,6 +71,7 @@ class ChunkedUpload:
         headers = {"Content-Type": "application/octet-stream",
                    "Content-Range": f"{self.offset}-{self.offset + len(chunk) - 1}"}  # fmt: skip
         self.unsure = True
+        self.budget.spend(len(chunk))
         answer = self.registry.request("PATCH", self.location, chunk, headers)
         self.registry.expect(answer, 202, f"uploading {self.blob.digest}")
         self.location = self.registry.location(answer)
@@ -82,8 +102,10 @@ class ChunkedUpload:
         self.location, self.unsure = self.registry.location(answer), False
 
 
-def _upload_whole(registry: Registry, blob: Blob) -> None:
-    _finish(registry, blob, _start(registry, blob), blob.read_range(0, blob.size))
+def _upload_whole(registry: Registry, blob: Blob, budget: SendBudget) -> None:
+    location = _start(registry, blob)
+    budget.spend(blob.size)
+    _finish(registry, blob, location, blob.read_range(0, blob.size))
 
 
 def _start(registry: Registry, blob: Blob) -> str:
