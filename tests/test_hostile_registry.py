@@ -308,3 +308,39 @@ def test_a_lossy_connection_sends_a_blob_at_most_four_times(tmp_path, monkeypatc
     assert code == 1 and "4 times its size sent" in error, error
     layer = (1 << 20) + 8192  # the file and its tar headers
     assert proxy.body_bytes <= 4 * layer + 4 * 4096  # (and the small config blob, whole, at most 4 times)
+
+
+MALFORMED = {
+    "no challenge": lambda m, p: (401, {}, b"") if p == "/v2/" else None,
+    "bearer without realm": lambda m, p: (
+        (401, {"WWW-Authenticate": "Bearer service=x"}, b"") if p == "/v2/" else None
+    ),
+    "bearer realm not a URL": lambda m, p: (
+        (401, {"WWW-Authenticate": 'Bearer realm="a b c"'}, b"") if p == "/v2/" else None
+    ),
+    "bearer realm bad IPv6": lambda m, p: (
+        (401, {"WWW-Authenticate": 'Bearer realm="http://[::1/t"'}, b"") if p == "/v2/" else None
+    ),
+    "location port out of range": lambda m, p: (
+        (202, {"Location": "http://127.0.0.1:99999/u"}, b"") if m == "POST" else None
+    ),
+    "location bad IPv6": lambda m, p: (202, {"Location": "http://[::1/u"}, b"") if m == "POST" else None,
+    "location not http": lambda m, p: (202, {"Location": "ftp://127.0.0.1/u"}, b"") if m == "POST" else None,
+    "location with spaces": lambda m, p: (202, {"Location": "/a b\tc"}, b"") if m == "POST" else None,
+    "no location": lambda m, p: (202, {}, b"") if m == "POST" else None,
+    "odd status": lambda m, p: (299, {}, b"") if m == "PUT" else None,
+    "HEAD says 403": lambda m, p: (403, {}, b"") if m == "HEAD" else None,
+    "content-length lies": lambda m, p: (
+        (200, {"Content-Length": "5"}, iter([b"ab"])) if p == "/v2/" else None
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_registry_answers_are_one_line(conf, servers, case):
+    registry = servers("127.0.0.1", plain_registry(MALFORMED[case]))
+    code, error, seconds, _ = run_push_process(conf, registry.host, {"IDLE_SECONDS": 2, "RETRIES": 2})
+    last = error.strip().splitlines()[-1] if error.strip() else ""
+    assert "Traceback" not in error, error
+    assert code == 0 or (code == 1 and last.startswith("layered-image push: error:")), error
+    assert seconds < 30

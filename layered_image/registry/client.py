@@ -74,18 +74,21 @@ class Registry:
         if self.connected:
             return
         try:
-            self._authorize(self._send("GET", "/v2/"))
-        except ssl.SSLError as err:
-            if self.tls_verify and "WRONG_VERSION_NUMBER" not in str(err):
-                raise UserError(
-                    f"{self.host}: TLS failed ({err.reason}); --tls-verify=false skips it"
-                ) from None
-            if self.tls_verify:
-                raise UserError(f"{self.host} speaks plain HTTP; allow it with --tls-verify=false") from None
-            self.scheme = "http"
-            self._authorize(self._send("GET", "/v2/"))
-        except OSError as err:
-            raise UserError(f"cannot reach registry {self.host}: {err}") from None
+            try:
+                self._authorize(self._send("GET", "/v2/"))
+            except ssl.SSLError as err:
+                if self.tls_verify and "WRONG_VERSION_NUMBER" not in str(err):
+                    raise UserError(
+                        f"{self.host}: TLS failed ({err.reason}); --tls-verify=false skips it"
+                    ) from None
+                if self.tls_verify:
+                    raise UserError(
+                        f"{self.host} speaks plain HTTP; allow it with --tls-verify=false"
+                    ) from None
+                self.scheme = "http"
+                self._authorize(self._send("GET", "/v2/"))
+        except (OSError, http.client.HTTPException) as err:
+            raise UserError(f"cannot reach registry {self.host}: {self.shown(str(err))}") from None
         self.connected = True
 
     def request(
@@ -143,7 +146,12 @@ class Registry:
         location = answer.header("Location")
         if not location:
             raise UserError(f"{self.host}: an upload answer without a Location header")
-        return urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
+        try:
+            return urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
+        except ValueError:
+            raise UserError(
+                f"{self.host}: an upload Location that is no URL: {self.shown(location)}"
+            ) from None
 
     def expect(self, answer: Response, status: int, what: str) -> None:
         if answer.status != status:
@@ -182,7 +190,10 @@ class Registry:
         self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> Response:
         self.check_deadline()
-        parsed = urllib.parse.urlsplit(url)
+        try:
+            parsed = urllib.parse.urlsplit(url)
+        except ValueError:
+            raise UserError(f"{self.host} sent us to an address that is no URL: {self.shown(url)}") from None
         host = parsed.netloc or self.host
         target = urllib.parse.urlunsplit(("", "", parsed.path, parsed.query, ""))
         connection = self._connection(host, parsed.scheme or self.scheme)
@@ -305,14 +316,13 @@ class _Watchdog:
 
 def _origin(url: str, default_scheme: str, default_host: str) -> tuple[str, str, int]:
     """(scheme, host, port) of `url`, relative URLs on the registry's own origin."""
-    parsed = urllib.parse.urlsplit(url)
-    scheme = (parsed.scheme or default_scheme).lower()
-    netloc = parsed.netloc or default_host
-    split = urllib.parse.urlsplit(f"//{netloc}")
     try:
+        parsed = urllib.parse.urlsplit(url)
+        scheme = (parsed.scheme or default_scheme).lower()
+        split = urllib.parse.urlsplit(f"//{parsed.netloc or default_host}")
         port = split.port
     except ValueError:
-        port = -1  # nonsense: equal to no real origin
+        return "", "", -1  # no URL: equal to no real origin
     return scheme, (split.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme, 0)
 
 
