@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -58,7 +59,7 @@ def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
     target, registry, say = _registry(args)
     conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
     with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
-        image = _oci_image(conf, args.compression, scratch, resources)
+        image = _oci_image(conf, args.compression, scratch, resources, say)
         result = push_image(image, registry, target.tag, say, seen)
     say(f"{target}: {result.summary()}")
     _write_digest(args.digestfile, result.manifest_digest)
@@ -75,7 +76,7 @@ def index_command(args: argparse.Namespace) -> int:
         for number, path in enumerate(args.confs):
             conf = dataclasses.replace(load_conf(path, None), repo_tag=f"{target.repository}:{target.tag}")
             (scratch / str(number)).mkdir()
-            images.append(_oci_image(conf, args.compression, scratch / str(number), resources))
+            images.append(_oci_image(conf, args.compression, scratch / str(number), resources, say))
         digest = push_index(images, registry, target.tag, say, seen)
     say(f"{target}: index {digest} of {', '.join(str(image.platform) for image in images)}")
     _write_digest(args.digestfile, digest)
@@ -108,9 +109,18 @@ def _blob_locations(say: Callable[[str], None]) -> Iterator[BlobLocations]:
         say(f"note: could not remember the pushed blobs for later mounts ({problem})")
 
 
-def _oci_image(conf: StreamConf, compression: str, scratch: Path, resources: ExitStack) -> OciImage:
+def _oci_image(
+    conf: StreamConf, compression: str, scratch: Path, resources: ExitStack, say: Callable[[str], None]
+) -> OciImage:
+    """The image as blobs; a layer the digest cache knows is not read unless it must be sent."""
+    from layered_image.archive.digest_cache import DigestCache
+
     layers, meta = plan_image(conf, resources)
-    return build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True))
+    cache = DigestCache()
+    image = build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True), cache)
+    for note in cache.notes[:1]:
+        say(note)
+    return image
 
 
 def _registry(args: argparse.Namespace) -> tuple[Reference, Registry, Callable[[str], None]]:
@@ -293,3 +303,16 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+            identity=store_layer_identity(paths, conf),
+def store_layer_identity(paths: list[str], conf: StreamConf) -> str:
+    """Store paths never change: the paths and what every member gets fix a layer's bytes."""
+    owner = conf.owner
+    return json.dumps(
+        {
+            "store": paths,
+            "store_dir": conf.store_dir,
+            "owner": [owner.mtime, owner.uid, owner.gid, owner.uname, owner.gname],
+        }
+    )
+
+

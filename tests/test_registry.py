@@ -79,9 +79,15 @@ def test_pushing_again_sends_nothing_and_a_change_sends_only_its_layer(conf, reg
     again = push(conf, registry.host)
     assert again.returncode == 0 and "0 blobs pushed (0 bytes), 3 already there" in again.stderr.decode()
     assert registry.requests("POST", "/blobs/uploads/") == uploads  # the registry saw no upload
-    changed = fake_store / "cccccccccccccccccccccccccccccccc-file"
-    changed.chmod(0o644)
-    changed.write_text("a changed store path")
+    # an update: one store path replaced by a new one (store paths never change in place)
+    updated = fake_store / "dddddddddddddddddddddddddddddddd-file"
+    updated.write_text("a new store path")
+    old_path = str(fake_store / "cccccccccccccccccccccccccccccccc-file")
+    layers = [
+        [str(updated) if p == old_path else p for p in layer]
+        for layer in json.loads(conf.read_text())["store_layers"]
+    ]
+    conf.write_text(json.dumps(json.loads(conf.read_text()) | {"store_layers": layers}))
     third = push(conf, registry.host)
     assert third.returncode == 0 and "2 blobs pushed" in third.stderr.decode()  # that layer and the config
     assert registry.requests("POST", "/blobs/uploads/") == uploads + 2

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from layered_image.archive.compression import LAYER_MEDIA_TYPES, compressor
+from layered_image.archive.digest_cache import DigestCache, Digests
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import FileSpan
 from layered_image.errors import UserError
@@ -28,7 +30,9 @@ class Blob:
     size: int
     media_type: str
     path: Path | None = None  # on disk, or
-    data: bytes | None = None  # in memory (configs, manifests)
+    data: bytes | None = None  # in memory (configs, manifests), or
+    make: Callable[[], Path] | None = None  # made on first read (a layer known from digest_cache)
+    made: list[Path] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def hex(self) -> str:
@@ -41,18 +45,24 @@ class Blob:
         if self.data is not None:
             yield self.data
             return
-        assert self.path is not None
-        with open(self.path, "rb") as file:
+        with open(self._file(), "rb") as file:
             while chunk := file.read(block):
                 yield chunk
 
     def read_range(self, offset: int, size: int) -> bytes:
         if self.data is not None:
             return self.data[offset : offset + size]
-        assert self.path is not None
-        with open(self.path, "rb") as file:
+        with open(self._file(), "rb") as file:
             file.seek(offset)
             return file.read(size)
+
+    def _file(self) -> Path:
+        if self.path is not None:
+            return self.path
+        assert self.make is not None
+        if not self.made:  # (each blob is read by one thread at a time)
+            self.made.append(self.make())
+        return self.made[0]
 
 
 def json_blob(data: bytes, media_type: str) -> Blob:
@@ -84,6 +94,38 @@ def spool_layer(layer: LayerSource, compression: str, scratch: Path) -> tuple[Bl
         raise UserError(f"layer ({layer.comment[:100]}) does not match its recorded checksum")
     blob = Blob(f"sha256:{digest.hexdigest()}", written, LAYER_MEDIA_TYPES[compression], path=name)
     return blob, diff_id.hexdigest()
+
+
+def layer_blob(
+    layer: LayerSource, compression: str, scratch: Path, cache: DigestCache | None
+) -> tuple[Blob, str]:
+    """The layer's blob and diff_id hex: from the digest cache when it knows the layer (the
+    bytes then made only if a reader asks, and checked against the record), else spooled
+    now (and recorded)."""
+    key = cache.key(layer, compression) if cache else None
+    known = cache.get(key) if cache and key else None
+    if cache is None or key is None:
+        return spool_layer(layer, compression, scratch)
+    if known is None:
+        blob, diff_id = spool_layer(layer, compression, scratch)
+        cache.put(key, Digests(diff_id, layer.size, blob.digest, blob.size))
+        return blob, diff_id
+    make = partial(_spool_as_recorded, layer, compression, scratch, cache, key, known)
+    return Blob(known.blob_digest, known.blob_size, LAYER_MEDIA_TYPES[compression], make=make), known.diff_id
+
+
+def _spool_as_recorded(
+    layer: LayerSource, compression: str, scratch: Path, cache: DigestCache, key: str, known: Digests
+) -> Path:
+    blob, diff_id = spool_layer(layer, compression, scratch)
+    if (blob.digest, blob.size, diff_id) != (known.blob_digest, known.blob_size, known.diff_id):
+        cache.forget(key)
+        raise UserError(
+            f"layer ({layer.comment[:100]}) no longer makes the blob recorded for it"
+            f" ({known.blob_digest[:19]}): its store paths changed? The record is forgotten: push again"
+        )
+    assert blob.path is not None
+    return blob.path
 
 
 def _layer_bytes(layer: LayerSource) -> Iterator[bytes | memoryview]:

@@ -24,6 +24,7 @@ class LayerSource:
     comment: str
     created_by: str = "layered-image"
     expected_digest: str | None = None  # sha256 hex the bytes must hash to, when known
+    identity: str | None = None  # what fixes the bytes without reading them (digest_cache.py)
 
     @cached_property
     def size(self) -> int:

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from layered_image.archive.blobs import Blob, json_blob, spool_layer
+from layered_image.archive.blobs import Blob, json_blob, layer_blob
+from layered_image.archive.digest_cache import DigestCache
 from layered_image.archive.image import ImageMeta, canonical_json, image_config
 from layered_image.archive.layer_source import LayerSource
 from layered_image.archive.output import Output
@@ -46,14 +47,21 @@ class OciImage:
 
 
 def build_oci_image(
-    layers: list[LayerSource], meta: ImageMeta, compression: str, scratch: Path, progress: Progress
+    layers: list[LayerSource],
+    meta: ImageMeta,
+    compression: str,
+    scratch: Path,
+    progress: Progress,
+    cache: DigestCache | None = None,
 ) -> OciImage:
-    """Every layer as a blob in `scratch`, then the config and the manifest."""
+    """Every layer as a blob in `scratch` (or, with a digest cache that knows it, as a
+    blob made only if read), then the config and the manifest."""
     blobs, diff_ids = [], []
     for number, layer in enumerate(layers, start=1):
         progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
-        blob, diff_id = spool_layer(layer, compression, scratch)
-        progress.advance(layer.size)
+        blob, diff_id = layer_blob(layer, compression, scratch, cache)
+        if blob.make is None:
+            progress.advance(layer.size)
         blobs.append(blob)
         diff_ids.append(diff_id)
     config = json_blob(canonical_json(image_config(meta, layers, diff_ids)), CONFIG_MEDIA_TYPE)
