@@ -287,9 +287,22 @@ def store_layer_sources(
             measure=functools.partial(planner.size, number),
             chunks=functools.partial(planner.chunks, number),
             comment="store paths: " + " ".join(paths),
+            identity=store_layer_identity(paths, conf),
         )
         for number, paths in enumerate(layers)
     ]
+
+
+def store_layer_identity(paths: list[str], conf: StreamConf) -> str:
+    """Store paths never change: the paths and what every member gets fix a layer's bytes."""
+    owner = conf.owner
+    return json.dumps(
+        {
+            "store": paths,
+            "store_dir": conf.store_dir,
+            "owner": [owner.mtime, owner.uid, owner.gid, owner.uname, owner.gname],
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -303,16 +316,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-            identity=store_layer_identity(paths, conf),
-def store_layer_identity(paths: list[str], conf: StreamConf) -> str:
-    """Store paths never change: the paths and what every member gets fix a layer's bytes."""
-    owner = conf.owner
-    return json.dumps(
-        {
-            "store": paths,
-            "store_dir": conf.store_dir,
-            "owner": [owner.mtime, owner.uid, owner.gid, owner.uname, owner.gname],
-        }
-    )
-
-
