@@ -15,6 +15,7 @@ from layered_image.errors import UserError
 from layered_image.graph import is_store_path
 from layered_image.names import repo_tag_problem
 from layered_image.platform import Platform, validate_platform
+from layered_image.strict_json import input_name
 
 EPOCH_PLUS_ONE = "1970-01-01T00:00:01Z"
 MAX_OWNER_ID = 2**32 - 2  # Docker reads 2^32-1 as "no owner": the files would show as root's
@@ -39,10 +40,12 @@ class StreamConf:
 
 
 def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
+    """The conf in `file`, or on stdin for `-`."""
     raw = load_json_file(file, "conf")
+    source = input_name(file)
     if not isinstance(raw, dict):
-        raise ConfError(f"{file}: a conf is a JSON object (keys config, store_layers, repo_tag, ...)")
-    return parse_conf(raw, repo_tag, source=str(file))
+        raise ConfError(f"{source}: a conf is a JSON object (keys config, store_layers, repo_tag, ...)")
+    return parse_conf(raw, repo_tag, source=source)
 
 
 def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "conf") -> StreamConf:

@@ -129,9 +129,10 @@ def _in_utc_years(moment: datetime) -> bool:
 
 
 def load_json_file(file: str | Path, what: str) -> Any:
+    """The JSON document in `file`, or on stdin for `-`."""
     try:
-        return strict_json.loads(Path(file).read_bytes())
+        return strict_json.loads(strict_json.read_input(file))
     except OSError as err:
         raise UserError(f"cannot read {what} file {file}: {err.strerror}") from None
     except (ValueError, RecursionError) as err:
-        raise UserError(f"{file}: {what} is not valid JSON ({err})") from None
+        raise UserError(f"{strict_json.input_name(file)}: {what} is not valid JSON ({err})") from None

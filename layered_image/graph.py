@@ -28,16 +28,17 @@ class GraphError(UserError):
 
 
 def read_graph_file(file: str | Path, key: str | None = None) -> list[dict[str, Any]]:
-    """Parse the JSON in `file` and return its list of path entries."""
+    """Parse the JSON in `file` (`-`: stdin) and return its list of path entries."""
+    name = strict_json.input_name(file)
     try:
-        text = Path(file).read_bytes()
+        text = strict_json.read_input(file)
     except OSError as err:
-        raise GraphError(f"cannot read closure graph {file}: {err.strerror}") from None
+        raise GraphError(f"cannot read closure graph {name}: {err.strerror}") from None
     try:
         data = strict_json.loads(text)
     except (ValueError, RecursionError) as err:
-        raise GraphError(f"{file}: not JSON ({err}); expected Nix's exportReferencesGraph output") from None
-    return entries_of(data, key, source=str(file))
+        raise GraphError(f"{name}: not JSON ({err}); expected Nix's exportReferencesGraph output") from None
+    return entries_of(data, key, source=name)
 
 
 def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import threading
 import time
+from collections import deque
 from typing import TextIO
+
+# a store path (any store directory) and its name: /nix/store/<32-character hash>-hello-2.12
+STORE_PATH = re.compile(r"\S*/[0-9a-df-np-sv-z]{32}-(\S+)")
 
 
 def human_bytes(count: float) -> str:
@@ -28,19 +34,35 @@ class Progress:
         self.bar = not quiet and self.stream.isatty()
         self.started = time.monotonic()
         self.last_draw = 0.0
+        self.label = ""
+        self.coming: deque[tuple[int, str]] = deque()  # labels waiting for their bytes, by offset
+        self.lock = threading.Lock()
 
-    def step(self, text: str) -> None:
-        """A new phase (a layer, the manifest): a line in logs, the bar's label on a terminal."""
-        self.label = text
-        if not self.quiet and not self.bar:
-            print(text, file=self.stream, flush=True)
+    def step(self, text: str, at: int | None = None) -> None:
+        """A new phase (a layer, the manifest): a line in logs, the bar's label on a terminal.
+        It takes over when the bytes from offset `at` on are written (default: now): the
+        writing thread runs behind the one that labels, by up to many megabytes."""
+        with self.lock:
+            self.coming.append((self.done if at is None else at, short_label(text)))
+        self._take_labels()
 
     def advance(self, count: int) -> None:
+        """`count` bytes from offset `done` on were (or are being) written."""
+        self._take_labels()
         self.done += count
         if self.bar and time.monotonic() - self.last_draw >= self.REDRAW_SECONDS:
             self._draw()
 
+    def _take_labels(self) -> None:
+        """Make current the labels whose bytes are reached; in a log, print each."""
+        with self.lock:
+            while self.coming and self.coming[0][0] <= self.done:
+                self.label = self.coming.popleft()[1]
+                if not self.quiet and not self.bar:
+                    print(self.label, file=self.stream, flush=True)
+
     def finish(self) -> None:
+        self._take_labels()
         elapsed = time.monotonic() - self.started
         if self.bar:
             self._draw()
@@ -60,7 +82,12 @@ class Progress:
         bar = "#" * filled + "-" * (30 - filled)
         line = (
             f"\r[{bar}] {share:4.0%} {human_bytes(self.done)}/{human_bytes(total)}"
-            f" {human_bytes(rate)}/s ETA {eta:4.0f} s  {getattr(self, 'label', '')[:40]}"
+            f" {human_bytes(rate)}/s ETA {eta:4.0f} s  {self.label[:40]}"
         )
         self.stream.write(line.ljust(120)[:120])
         self.stream.flush()
+
+
+def short_label(text: str) -> str:
+    """Store paths by their names (hello-2.12): a hash prefix is all a bar's label would show."""
+    return STORE_PATH.sub(r"\1", text.replace("store paths: ", "", 1))

@@ -142,6 +142,14 @@ def stream_command(args: argparse.Namespace) -> int:
     return run_stream(load_conf(args.conf, args.tag), args)
 
 
+def refuse_terminal_output(output: str | None) -> None:
+    """An image written onto a terminal garbles it and helps no one (`docker save` refuses too)."""
+    if output is None and os.isatty(1):
+        raise UserError(
+            "cowardly refusing to write the image to a terminal; use -o FILE or redirect it (| docker load)"
+        )
+
+
 def from_paths_command(args: argparse.Namespace) -> int:
     """An image of existing store paths, without writing any Nix."""
     from layered_image.config import load_json_file
@@ -149,6 +157,9 @@ def from_paths_command(args: argparse.Namespace) -> int:
     from layered_image.layering import compute_layers
     from layered_image.nix import closure_graph
 
+    refuse_terminal_output(args.output)  # before nix, which may take a while
+    for path in args.paths:
+        check_in_store(path, args.store_dir)
     graph = build_graph(closure_graph(args.paths), args.store_dir)
     layers = compute_layers(graph, args.strategy, args.max_layers, pipeline=args.pipeline)
     name = os.path.basename(args.paths[0]).partition("-")[2].lower() or "image"
@@ -181,6 +192,13 @@ def stream_script_main(conf_text: str, argv: list[str]) -> int:
     return reporting_errors(os.path.basename(sys.argv[0]), job)
 
 
+def check_in_store(path: str, store_dir: str) -> None:
+    """A path in the store (or a link into it, like ./result); else nix would look for a flake."""
+    store, real = os.path.realpath(store_dir), os.path.realpath(path)
+    if real == store or os.path.commonpath([store, real]) != store:
+        raise UserError(f"{path} is not a store path (not in {store_dir}); give one, e.g. ./result")
+
+
 def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
     compression = args.compression or "none"
     if args.format == "docker-archive" and compression != "none":
@@ -189,6 +207,7 @@ def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
         )
     if args.format == "oci-dir" and not args.output:
         raise UserError("--format oci-dir needs -o DIRECTORY")
+    refuse_terminal_output(args.output)
     with ExitStack() as resources:
         progress = Progress(None, quiet=args.quiet)
         layers, meta = plan_image(conf, resources, sizes_first=progress.bar)

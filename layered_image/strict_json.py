@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Any, NoReturn
+
+from layered_image.errors import UserError
+
+STDIN = "-"
+_stdin_read = False  # a second `-` would get an empty document: refused instead
 
 
 class NotJsonNumber(ValueError):
@@ -23,6 +30,22 @@ def loads(data: str | bytes) -> Any:
         return json.loads(data, parse_constant=_refuse, parse_float=_finite_float)
     except NotJsonNumber as err:
         raise NotJsonNumber(f"{_place(data)} is {err}, which JSON does not allow") from None
+
+
+def read_input(file: str | Path) -> bytes:
+    """The bytes of a JSON input: the file, or stdin for `-` (once per run); OSError as open gives it."""
+    global _stdin_read
+    if str(file) != STDIN:
+        return Path(file).read_bytes()
+    if _stdin_read:
+        raise UserError("only one input can be - (stdin): give the others as files")
+    _stdin_read = True
+    return sys.stdin.buffer.read()
+
+
+def input_name(file: str | Path) -> str:
+    """How messages name an input."""
+    return "stdin" if str(file) == STDIN else str(file)
 
 
 def dumps(value: Any, **options: Any) -> str:

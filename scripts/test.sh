@@ -5,14 +5,29 @@
 # (Debian's default). tests/nix_settings.py holds the Nix settings of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every service is required: name what Debian lacks in one line rather than fail test by test.
+if command -v dpkg-query >/dev/null; then
+  missing=()
+  for package in $(sed 's/#.*//' scripts/debian-packages); do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "scripts/test.sh: missing Debian packages; as root: apt-get install --no-install-recommends ${missing[*]} (or .ci/run, which installs them)" >&2
+    if [ $# -eq 0 ]; then exit 1; fi  # the whole suite cannot pass; a chosen test file may
+  fi
+fi
 # Without Debian's nix-setup-systemd there is no nix.conf: no nixbld group, sandbox on.
 export NIX_CONFIG=${NIX_CONFIG:-$'experimental-features = nix-command flakes\nsubstituters =\nbuild-users-group =\nsandbox = false'}
 if ! docker version >/dev/null 2>&1; then
   eval "$(scripts/start-dockerd.sh)"
 fi
 export LAYERED_IMAGE_REQUIRE_SERVICES=1
-python=${PYTHON:-python3}
-[ -x .venv/bin/python ] && python=.venv/bin/python
+python=${PYTHON:-.venv/bin/python}
+if [ -z "${PYTHON:-}" ] && ! .venv/bin/python -c 'import pytest, hypothesis, ruff' 2>/dev/null; then
+  echo "scripts/test.sh: making .venv with the package and its test extras (pip install -e '.[test]')" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q -e '.[test]'
+fi
 "$python" -m ruff check .
 LAYERED_IMAGE_NIX_SANDBOX=1 "$python" -m pytest -q "$@"
 if [ $# -eq 0 ]; then

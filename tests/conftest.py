@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,38 @@ def docker_host() -> str:
     ok = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
     need(ok, "a running Docker engine (DOCKER_HOST)")
     return os.environ.get("DOCKER_HOST", "")
+
+
+TEST_REPOSITORIES = ("li-test/", "li-base/", "li-fresh/", "layered-image-test/", "layered-image-example/")
+
+
+@pytest.fixture(autouse=True)
+def remove_loaded_images(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Leave the user's Docker as the test found it: a test that uses Docker loses the
+    test images it tagged (a tag it moved goes back). Per test rather than per session, as
+    a session's sweep could remove another run's images from under it on a shared daemon."""
+    if "docker_host" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("docker_host")
+    before = loaded_test_images()
+    yield
+    for tag, image in loaded_test_images().items():
+        if tag not in before:
+            subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+        elif before[tag] != image:
+            subprocess.run(["docker", "tag", before[tag], tag], capture_output=True, check=False)
+            subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+
+
+def loaded_test_images() -> dict[str, str]:
+    """The test images' NAME:TAGs in Docker, with their image IDs."""
+    listing = subprocess.run(
+        ["docker", "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    tags = dict(line.split() for line in listing.splitlines() if line.count(" ") == 1)
+    return {tag: image for tag, image in tags.items() if tag.startswith(TEST_REPOSITORIES)}
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,13 @@ def write_docker_archive(out: Output, layers: list[LayerSource], meta: ImageMeta
     names = []
     for number, layer in enumerate(layers, start=1):
         name = f"{number:03d}/layer.tar"
-        out.progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
+        out.label(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
         diff_ids.append(_write_layer(out, name, layer, meta.mtime))
         names.append(name)
     config = canonical_json(image_config(meta, layers, diff_ids))
     image_id = hashlib.sha256(config).hexdigest()
     manifest = [{"Config": f"{image_id}.json", "RepoTags": [meta.repo_tag], "Layers": names}]
-    out.progress.step("config and manifest")
+    out.label("config and manifest")
     out.write_file(f"{image_id}.json", len(config), [config], meta.mtime)
     manifest_bytes = canonical_json(manifest)
     out.write_file("manifest.json", len(manifest_bytes), [manifest_bytes], meta.mtime)

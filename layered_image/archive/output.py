@@ -75,6 +75,7 @@ class Output:
     def __init__(self, fd: int, progress: Progress) -> None:
         self.fd = fd
         self.progress = progress
+        self.progress_at_start = progress.done
         self.pending = bytearray()
         self.offset = 0
         self.hasher: Any = None
@@ -110,6 +111,10 @@ class Output:
         self.pending += data
         if len(self.pending) >= FLUSH_AT:
             self.flush()
+
+    def label(self, text: str) -> None:
+        """Progress says `text` once what is written from here on goes out, not before."""
+        self.progress.step(text, at=self.progress_at_start + self.offset)
 
     def write_file(self, name: str, size: int, chunks: Iterable[bytes], mtime: int) -> None:
         """A read-only regular member of the archive holding `chunks` (`size` bytes in all)."""

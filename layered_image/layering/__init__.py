@@ -26,6 +26,7 @@ STRATEGIES: dict[str, Strategy] = {
     "stable": stable.layer,
 }
 DEFAULT_STRATEGY = "stable"
+DEFAULT_MAX_STORE_LAYERS = 99  # nixpkgs' maxLayers = 100, less the customisation layer on top
 PIPELINE = "pipeline"  # how explain and diff name a layering made by a pipeline
 EXPLAIN: dict[str, Callable[[ClosureGraph, Layers, int], list[str]]] = {
     PIPELINE: lambda graph, layers, _: ["made by the pipeline"] * len(layers),
@@ -38,7 +39,7 @@ EXPLAIN: dict[str, Callable[[ClosureGraph, Layers, int], list[str]]] = {
 def compute_layers(
     graph: ClosureGraph,
     strategy: str = DEFAULT_STRATEGY,
-    max_layers: int = 99,
+    max_layers: int = DEFAULT_MAX_STORE_LAYERS,
     exclude: Collection[str] = (),
     pipeline: Any = None,
 ) -> Layers:

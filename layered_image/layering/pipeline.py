@@ -115,15 +115,12 @@ def run_pipeline(
 
 def load_pipeline(file: str | Path) -> Any:
     """A pipeline in a JSON file (nixpkgs' format: the list of steps), or `-` for stdin."""
-    import sys
-
     try:
-        text = sys.stdin.read() if str(file) == "-" else Path(file).read_text()
-        return strict_json.loads(text)
+        return strict_json.loads(strict_json.read_input(file))
     except OSError as err:
         raise PipelineError(f"cannot read pipeline {file}: {err.strerror}") from None
-    except ValueError as err:
-        raise PipelineError(f"pipeline {file}: not JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise PipelineError(f"pipeline {strict_json.input_name(file)}: not JSON ({err})") from None
 
 
 # -- checking and compiling ------------------------------------------------------------------
