@@ -51,7 +51,7 @@ def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
 def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "conf") -> StreamConf:
     problems: list[str] = []
     config = raw.get("config")
-    if config == {}:  # nixpkgs' default; written as null
+    if config == {}:  # nixpkgs' default: the same as none (written as {})
         config = None
     problems += validate_config(config)
     architecture = raw.get("architecture", "amd64")

@@ -35,6 +35,13 @@ def full_name(domain: str | None, path: str) -> str:
     return f"{domain}/{path}"
 
 
+def full_repo_tag(repo_tag: str) -> str:
+    """NAME:TAG as Docker and containerd store it (`docker save`'s io.containerd.image.name):
+    bb:v1 is docker.io/library/bb:v1, team/bb:v1 is docker.io/team/bb:v1."""
+    name, _, tag = repo_tag.rpartition(":")
+    return f"{full_name(*split_domain(name))}:{tag}"
+
+
 def name_problem(domain: str | None, path: str) -> str | None:
     """What is wrong with an image name (registry host and path), or None."""
     if domain is not None and not _DOMAIN.fullmatch(domain):

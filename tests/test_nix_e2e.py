@@ -68,6 +68,9 @@ IMAGES = """
   fakeRoot = li.streamLayeredImage (common // { name = "li-test/fakeroot";
     fakeRootCommands = "mkdir -p data && touch data/file && chown -R 1234:99 data";
     config.Cmd = [ "/bin/sh" "-c" "stat -c '%u %g' /data /data/file" ]; });
+  specialFiles = li.streamLayeredImage (common // { name = "li-test/special-files";
+    fakeRootCommands = "mkdir -p run && mkfifo run/pipe && mknod run/null c 1 3";
+    config.Cmd = [ "/bin/sh" "-c" "test -p /run/pipe && test -c /run/null && stat -c '%t %T' /run/null" ]; });
   chroot = li.streamLayeredImage (common // { name = "li-test/chroot"; enableFakechroot = true;
     fakeRootCommands = "mkdir -p /at-root && echo hi > /at-root/file && chown 7 /at-root";
     config.Cmd = [ "/bin/sh" "-c" "cat /at-root/file; stat -c %u /at-root" ]; });
@@ -386,6 +389,12 @@ def test_extra_commands_make_files_and_their_store_paths_join_the_image(user_fla
 
 def test_fake_root_commands_set_owners_that_stick(user_flake, docker_host):
     assert run(load(user_flake, "fakeRoot")).split() == ["1234", "99", "1234", "99"]
+
+
+def test_fifos_and_devices_made_in_fake_root_commands_are_kept(user_flake, docker_host):
+    """As nixpkgs keeps them: mkfifo makes a FIFO; mknod under fakeroot a device (an empty
+    file on disk that fakeroot reports as the device), both in the layer."""
+    assert run(load(user_flake, "specialFiles")).split() == ["1", "3"]
 
 
 def test_enable_fakechroot_runs_commands_with_the_image_root_as_slash(user_flake, docker_host):

@@ -27,6 +27,7 @@ from layered_image.archive.held_paths import HeldPaths, split_held
 from layered_image.archive.layer_source import Chunks, LayerSource
 from layered_image.config import validate_config
 from layered_image.errors import UserError
+from layered_image.names import full_repo_tag, repo_tag_problem
 from layered_image.platform import Platform
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -247,10 +248,25 @@ def _choose_image(manifest: Any, tag: str | None, where: str) -> dict[str, Any]:
         return manifest[0]
     tags = [t for entry in manifest for t in (entry.get("RepoTags") or []) if isinstance(t, str)]
     for entry in manifest:
-        if tag in (entry.get("RepoTags") or []):
+        if tag is not None and _names_image(entry.get("RepoTags"), tag):
             return entry
     wanted = f"no image tagged {tag!r}" if tag else f"{len(manifest)} images"
     raise BaseImageError(f"{where}: {wanted}; name one of: {', '.join(tags) or '(untagged)'}")
+
+
+def _names_image(repo_tags: Any, tag: str) -> bool:
+    """`tag` is one of `repo_tags`, written as given or in full (bb:1 is docker.io/library/bb:1,
+    as an OCI index names it)."""
+    if not isinstance(repo_tags, list):
+        return False
+    if tag in repo_tags:
+        return True
+    full = _full(tag)
+    return full is not None and any(isinstance(t, str) and _full(t) == full for t in repo_tags)
+
+
+def _full(repo_tag: str) -> str | None:
+    return full_repo_tag(repo_tag) if repo_tag_problem(repo_tag) is None else None
 
 
 def _checked_layer(

@@ -34,7 +34,7 @@ def image_config(meta: ImageMeta, layers: list[LayerSource], diff_ids: list[str]
     if meta.platform.variant:
         config["variant"] = meta.platform.variant
     config |= {
-        "config": meta.config,
+        "config": meta.config or {},  # OCI's schema wants an object, not null
         "created": meta.created,
         "history": history,
         "os": meta.platform.os,

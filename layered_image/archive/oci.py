@@ -25,6 +25,7 @@ from layered_image.archive.output import Output
 from layered_image.archive.tar import DIRECTORY, Member, end_of_archive, header
 from layered_image.errors import UserError
 from layered_image.files import Directory, LinkInTheWay
+from layered_image.names import full_repo_tag, repo_tag_problem
 from layered_image.platform import Platform
 from layered_image.progress import Progress
 
@@ -32,6 +33,8 @@ CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+IMAGE_NAME = "io.containerd.image.name"
+REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @dataclass
@@ -76,12 +79,17 @@ def build_oci_image(
 
 
 def index_entry(image: OciImage) -> dict[str, object]:
-    """The manifest's descriptor in index.json, named as Docker 25+ names it."""
+    """The manifest's descriptor in a layout's index.json, named as Docker 25+ `docker save`
+    names it: the full name (as containerd and `ctr import` read it) and the tag."""
     tag = image.repo_tag.rpartition(":")[2]
-    return image.manifest.descriptor() | {
-        "annotations": {"io.containerd.image.name": image.repo_tag, "org.opencontainers.image.ref.name": tag},
-        "platform": image.platform.descriptor(),
-    }
+    annotations = {IMAGE_NAME: full_repo_tag(image.repo_tag), REF_NAME: tag}
+    return image.manifest.descriptor() | {"annotations": annotations, "platform": image.platform.descriptor()}
+
+
+def platform_entry(image: OciImage) -> dict[str, object]:
+    """The manifest's descriptor in an index pushed to a registry: picked by platform, the
+    index itself being what the tag names."""
+    return image.manifest.descriptor() | {"platform": image.platform.descriptor()}
 
 
 def index_json(entries: list[dict[str, object]]) -> bytes:
@@ -116,8 +124,10 @@ def _write_bytes(out: Output, name: str, data: bytes, mtime: int) -> None:
 
 
 def write_oci_dir(image: OciImage, directory: Path) -> None:
-    """Blobs into DIR/blobs/sha256, then index.json (replacing an entry of the same tag), read
-    and rewritten under a lock on DIR: writers at the same time keep each other's tags."""
+    """Blobs into DIR/blobs/sha256, then index.json, read and rewritten under a lock on DIR:
+    writers at the same time keep each other's tags. The image replaces an entry of the same
+    name; an entry of another name with the same tag (ref.name) keeps its place but loses the
+    tag, as skopeo does: a tag names one image in a layout, and the older's blobs stay named."""
     with _layout_errors(), Directory.open(directory) as layout:
         with _blob_directory(layout) as blobs:
             for blob in image.blobs():
@@ -127,8 +137,10 @@ def write_oci_dir(image: OciImage, directory: Path) -> None:
                     blobs.write_file(blob.hex, blob.data or b"")
         layout.write_file("oci-layout", OCI_LAYOUT)
         with layout.locked():
-            kept = [e for e in _index_entries(layout) if _ref_name(e) != image.repo_tag]
-            layout.write_file("index.json", index_json([*kept, index_entry(image)]))
+            entry = index_entry(image)
+            name, tag = _image_name(entry), _annotation(entry, REF_NAME)
+            kept = [_without_tag(e, tag) for e in _index_entries(layout) if _image_name(e) != name]
+            layout.write_file("index.json", index_json([*kept, entry]))
 
 
 @contextlib.contextmanager
@@ -177,6 +189,26 @@ def _index_entries(layout: Directory) -> list[dict[str, object]]:
         raise UserError(f"{layout.path / 'index.json'} is not an OCI index; give a new directory") from None
 
 
-def _ref_name(entry: dict[str, object]) -> object:
+def _annotation(entry: dict[str, object], key: str) -> object:
     annotations = entry.get("annotations")
-    return annotations.get("io.containerd.image.name") if isinstance(annotations, dict) else None
+    return annotations.get(key) if isinstance(annotations, dict) else None
+
+
+def _image_name(entry: dict[str, object]) -> object:
+    """The entry's full name; entries written before names were written in full have
+    bb:1 for docker.io/library/bb:1."""
+    name = _annotation(entry, IMAGE_NAME)
+    return full_repo_tag(name) if isinstance(name, str) and repo_tag_problem(name) is None else name
+
+
+def _without_tag(entry: dict[str, object], tag: object) -> dict[str, object]:
+    """The entry with no ref.name if its ref.name is `tag`; else as it is."""
+    annotations = entry.get("annotations")
+    if not isinstance(annotations, dict) or annotations.get(REF_NAME) != tag:
+        return entry
+    untagged, rest = dict(entry), {k: v for k, v in annotations.items() if k != REF_NAME}
+    if rest:
+        untagged["annotations"] = rest
+    else:
+        del untagged["annotations"]
+    return untagged

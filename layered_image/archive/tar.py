@@ -17,6 +17,8 @@ from functools import lru_cache
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile pads the whole archive to a multiple of this
 REGULAR, SYMLINK, DIRECTORY = b"0", b"2", b"5"
+CHARACTER_DEVICE, BLOCK_DEVICE, FIFO = b"3", b"4", b"6"  # only in customisation layers
+DEVICES = (CHARACTER_DEVICE, BLOCK_DEVICE)
 PAX_HEADER = b"x"
 MAGIC = b"ustar\x0000"
 
@@ -35,11 +37,26 @@ class Member:  # streaming makes one per file
     gid: int = 0
     uname: bytes = b""
     gname: bytes = b""
+    devmajor: int = 0  # of a device
+    devminor: int = 0
 
 
 def header(member: Member) -> bytes:
     """The header block(s) for `member`: a pax extended header when needed, then ustar."""
-    return owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname).header(member)
+    head = owner_fields(member.mtime, member.uid, member.gid, member.uname, member.gname).header(member)
+    if member.kind in DEVICES:
+        return _with_device_numbers(head, member.devmajor, member.devminor)
+    return head
+
+
+def _with_device_numbers(head: bytes, major: int, minor: int) -> bytes:
+    """The ustar block (the last) with a device's numbers, which tarfile writes for devices
+    only (NULs for every other member), and its checksum redone."""
+    ustar = bytearray(head[-BLOCK:])
+    ustar[329:345] = _octal(major, 8) + _octal(minor, 8)
+    ustar[148:156] = b" " * 8
+    ustar[148:156] = b"%06o\0 " % sum(ustar)
+    return head[:-BLOCK] + bytes(ustar)
 
 
 def member_size(member: Member) -> int:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from layered_image.archive.blobs import Blob, json_blob
-from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_entry, index_json
+from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_json, platform_entry
 from layered_image.errors import UserError
 from layered_image.registry.blob_locations import BlobLocations
 from layered_image.registry.client import Registry
@@ -71,7 +71,7 @@ def push_index(
     for image in images:
         result = push_image(image, registry, image.manifest.digest, say, seen)
         say(f"{image.platform}: {result.summary()}")
-    index = json_blob(index_json([index_entry(image) for image in images]), INDEX_MEDIA_TYPE)
+    index = json_blob(index_json([platform_entry(image) for image in images]), INDEX_MEDIA_TYPE)
     registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
     return index.digest
 
