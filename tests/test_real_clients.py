@@ -131,12 +131,17 @@ def test_ctr_import_registers_the_full_name(tmp_path, conf, docker_host):
     need(shutil.which("ctr") is not None, "ctr (containerd)")
     docker_dir = Path(os.environ["DOCKER_HOST"].removeprefix("unix://")).parent
     containerd = docker_dir / "exec/containerd/containerd.sock"
-    ctr = ["ctr", "-a", str(containerd), "-n", f"li-test-{uuid.uuid4().hex[:8]}", "images"]
-    imported = subprocess.run([*ctr, "import", "--no-unpack", str(archive)], capture_output=True, text=True)
-    assert imported.returncode == 0, imported.stderr
-    names = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run([*ctr, "rm", *names], capture_output=True, check=False)
-    assert names == ["docker.io/ociconf/bb:v1"]
+    namespace = ["ctr", "-a", str(containerd), "-n", f"li-test-{uuid.uuid4().hex[:8]}"]
+    try:
+        imported = subprocess.run([*namespace, "images", "import", "--no-unpack", str(archive)],
+                                  capture_output=True, text=True)  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        listed = subprocess.run([*namespace, "images", "ls", "-q"], capture_output=True, text=True)
+        assert listed.stdout.split() == ["docker.io/ociconf/bb:v1"]
+    finally:  # the images, then (once garbage-collected) the namespace
+        listed = subprocess.run([*namespace, "images", "ls", "-q"], capture_output=True, text=True)
+        subprocess.run([*namespace, "images", "rm", "--sync", *listed.stdout.split()], capture_output=True)
+        subprocess.run([*namespace[:3], "namespaces", "rm", namespace[4]], capture_output=True)
 
 
 def test_a_base_image_is_found_by_its_short_name(tmp_path, conf, fake_store):
