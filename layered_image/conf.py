@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from layered_image.archive.store_layer import Owner
-from layered_image.config import load_json_file, validate_config, validate_timestamp
+from layered_image.config import (
+    conf_schema,
+    load_json_file,
+    schema_problems,
+    validate_config,
+    validate_timestamp,
+)
 from layered_image.errors import UserError
 from layered_image.graph import is_store_path
 from layered_image.names import repo_tag_problem
@@ -48,12 +54,19 @@ def load_conf(file: str | Path, repo_tag: str | None = None) -> StreamConf:
     return parse_conf(raw, repo_tag, source=source)
 
 
+CONF_VERSION = 1  # what the Nix builder writes; nixpkgs' confs have none
+
+
 def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "conf") -> StreamConf:
-    problems: list[str] = []
+    """Checked whole (conf_schema.json: every key known, of its type; then every value), so
+    that a typo is an error, not an image without what the misspelt key held."""
+    problems = schema_problems(conf_schema(), raw, "conf")
+    if problems:
+        raise ConfError(f"{source}: {_shown(problems)}")
     config = raw.get("config")
     if config == {}:  # nixpkgs' default: the same as none (written as {})
         config = None
-    problems += validate_config(config)
+    problems = validate_config(config)
     architecture = raw.get("architecture", "amd64")
     problems += validate_platform(architecture, raw.get("variant"))
     created_text = raw.get("created", EPOCH_PLUS_ONE)
@@ -70,8 +83,7 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     owner_problems, owner = _owner(raw)
     problems += owner_problems
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise ConfError(f"{source}: {shown}")
+        raise ConfError(f"{source}: {_shown(problems)}")
     created = now() if created_text == "now" else parse_time(created_text)
     mtime = int(created.timestamp()) if mtime_text == "now" else int(parse_time(mtime_text).timestamp())
     return StreamConf(
@@ -86,6 +98,10 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
         created=created,
         owner=Owner(mtime=mtime, **owner),
     )
+
+
+def _shown(problems: list[str]) -> str:
+    return "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
 def _check_store_layers(layers: Any, store_dir: Any) -> list[str]:

@@ -28,6 +28,13 @@ def config_schema() -> dict[str, Any]:
 
 
 @cache
+def conf_schema() -> dict[str, Any]:
+    """The conf's own schema (conf_schema.json): its keys and their types."""
+    text = resources.files("layered_image").joinpath("conf_schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
 def _validator_class() -> Any:
     """Draft 2020-12, except that 1.5e9 is not an integer: Go's encoding/json refuses a
     float for an int field, so Docker would refuse it too."""
@@ -43,26 +50,34 @@ def validate_config(config: Any) -> list[str]:
     """Every problem with an image `config` object (null is allowed, as Docker allows it)."""
     if config is None:
         return []
-    schema = config_schema()
+    return schema_problems(config_schema(), config, "config")
+
+
+def schema_problems(schema: dict[str, Any], value: Any, name: str) -> list[str]:
+    """Every problem of `value` against `schema`, one per place, `name.path: problem`;
+    an unknown key with the known key it was probably meant to be."""
     errors = sorted(
-        _validator_class()(schema).iter_errors(config),
+        _validator_class()(schema).iter_errors(value),
         key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator)),
     )
     seen: dict[str, str] = {}
     for error in errors:
-        for where, problem in _describe(error, schema):
+        for where, problem in _describe(error, name):
             seen.setdefault(where, problem)
     return [f"{where}: {problem}" for where, problem in seen.items()]
 
 
-def _describe(error: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
-    where = format_path(["config", *error.absolute_path])
+def _describe(error: Any, name: str) -> list[tuple[str, str]]:
+    where = format_path([name, *error.absolute_path])
     if error.validator == "additionalProperties" and error.schema.get("additionalProperties") is False:
         known = list(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in known)
-        return [(format_path(["config", *error.absolute_path, k]), _unknown_key(k, known)) for k in extra]
+        return [(format_path([name, *error.absolute_path, k]), _unknown_key(k, known)) for k in extra]
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [(format_path([name, *error.absolute_path, missing]), "missing (required)")]
     if "propertyNames" in error.schema_path:
-        return [(format_path(["config", *error.absolute_path, error.instance]), error.schema["x-problem"])]
+        return [(format_path([name, *error.absolute_path, error.instance]), error.schema["x-problem"])]
     problem = error.schema.get("x-problem") or _generic_problem(error)
     return [(where, problem)]
 

@@ -26,7 +26,7 @@ from layered_image.archive.base_image import held_by_base_note, open_base_image
 from layered_image.archive.held_paths import differing_note
 from layered_image.archive.layer_source import sha256_file
 from layered_image.archive.tree_layer import write_tree_layer
-from layered_image.conf import now, parse_conf, parse_time
+from layered_image.conf import CONF_VERSION, now, parse_conf, parse_time
 from layered_image.config import validate_config, validate_timestamp
 from layered_image.errors import UserError
 from layered_image.files import replaced_file, write_file
@@ -113,6 +113,7 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
                 print(differing_note(found.differing, f"fromImage {attrs['fromImage']}"), file=sys.stderr)
     tag = attrs.get("imageTag") or out.name[:32]
     return {
+        "version": CONF_VERSION,
         "config": attrs.get("config") or None,
         "architecture": attrs.get("architecture") or "amd64",
         "variant": attrs.get("variant") or None,
