@@ -106,7 +106,7 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
                 f" are more than Docker's {DOCKER_MAX_LAYERS}; end layeringPipeline with limit_layers"
             )
         if base:  # nixpkgs' layers would hold these again; name them in the build log
-            found = base.without_paths_it_holds(store_layers, store_dir, f"fromImage {attrs['fromImage']}")
+            found = base.without_paths_it_holds(store_layers, store_dir)
             if found.held:
                 print(held_by_base_note(found.held), file=sys.stderr)
             if found.differing:

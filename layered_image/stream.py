@@ -269,7 +269,7 @@ def plan_image(
         layers += base.layers
         config = inherit_config(base.config.get("config"), config)
         base_history = list(base.config.get("history") or [])
-        found = base.without_paths_it_holds(store_layers, conf.store_dir, f"from_image {conf.from_image}")
+        found = base.without_paths_it_holds(store_layers, conf.store_dir)
         store_layers, held_by_base = found.kept, found.held
         if found.differing:  # not a note: the base may have planted them (see held_paths.py)
             print(differing_note(found.differing, f"from_image {conf.from_image}"), file=sys.stderr)

@@ -260,3 +260,20 @@ def test_mutated_base_archives_give_an_image_or_one_line(tmp_path, fake_store, b
             assert "manifest.json" in tar.getnames()
     else:
         assert code == 1 and error.count("\n") == 1 and not output.exists(), error
+
+
+def test_each_base_layer_is_read_once_to_check_and_list_it_and_once_to_write_it(
+    tmp_path, fake_store, base_parts, monkeypatch
+):
+    from layered_image.archive import base_image
+    from layered_image.cli import main
+
+    parts, paths = base_parts
+    base = tmp_path / "base.tar"
+    base.write_bytes(parts.build())
+    reads = []
+    real = base_image._layer_bytes
+    monkeypatch.setattr(base_image, "_layer_bytes", lambda *args: reads.append(args[1].name) or real(*args))
+    conf = make_conf(tmp_path, [paths], store_dir=str(fake_store), from_image=str(base))
+    assert main(["stream", str(conf), "-q", "-o", str(tmp_path / "out.tar")]) == 0
+    assert len(reads) == 2 * len(set(reads))  # checked (hashed and listed together), then written

@@ -47,22 +47,12 @@ class BaseImageError(UserError):
 class BaseImage:
     config: dict[str, Any]  # the whole image config (architecture, config, history, ...)
     layers: list[LayerSource]
+    members: list[list[tarfile.TarInfo]]  # each layer's entries, listed as it was checked
 
-    def without_paths_it_holds(self, store_layers: list[list[str]], store_dir: str, where: str) -> HeldPaths:
+    def without_paths_it_holds(self, store_layers: list[list[str]], store_dir: str) -> HeldPaths:
         """The store layers less the store paths this base already holds as the store has
         them (they are in the image already: nixpkgs stores them again, we do not)."""
-        return split_held(store_layers, store_dir, self._members(where))
-
-    def _members(self, where: str) -> Iterator[Iterator[tarfile.TarInfo]]:
-        return (_layer_members(layer, number, where) for number, layer in enumerate(self.layers, start=1))
-
-
-def _layer_members(layer: LayerSource, number: int, where: str) -> Iterator[tarfile.TarInfo]:
-    try:
-        with tarfile.open(fileobj=_Chunks(layer.chunks()), mode="r|") as tar:
-            yield from tar
-    except (tarfile.TarError, EOFError) as err:
-        raise BaseImageError(f"{where}: layer {number} is not a tar archive ({err})") from None
+        return split_held(store_layers, store_dir, self.members)  # listed when checked: no second read
 
 
 def held_by_base_note(paths: list[str]) -> str:
@@ -113,13 +103,13 @@ def open_base_image(path: Path, tag: str | None, resources: ExitStack) -> BaseIm
     problems = validate_config(config["config"])
     if problems:
         raise BaseImageError(f"{where}: its config is invalid: {problems[0]}")
-    layers = [
+    checked = [
         _checked_layer(
             archive, _plain_member(members, _member_name(name, where), where), diff_id, number, where
         )
         for number, (name, diff_id) in enumerate(zip(layer_names, diff_ids, strict=True), start=1)
     ]
-    return BaseImage(config=config, layers=layers)
+    return BaseImage(config=config, layers=[layer for layer, _ in checked], members=[m for _, m in checked])
 
 
 def _open_archive(path: Path, where: str) -> tarfile.TarFile:
@@ -271,12 +261,16 @@ def _full(repo_tag: str) -> str | None:
 
 def _checked_layer(
     archive: tarfile.TarFile, member: tarfile.TarInfo, diff_id: Any, number: int, where: str
-) -> LayerSource:
-    digest, size = hashlib.sha256(), 0
-    for chunk in _layer_bytes(archive, member, where):
-        digest.update(chunk)
-        size += len(chunk)
-    if diff_id != f"sha256:{digest.hexdigest()}":
+) -> tuple[LayerSource, list[tarfile.TarInfo]]:
+    """The layer, hashed against its diff_id and listed (its entries) in the same one read."""
+    reader = _HashingReader(_layer_bytes(archive, member, where))
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            entries = list(tar)
+    except (tarfile.TarError, EOFError) as err:
+        raise BaseImageError(f"{where}: layer {number} is not a tar archive ({err})") from None
+    reader.drain()  # what follows the tar's end: padding, still part of the layer's digest
+    if diff_id != f"sha256:{reader.digest.hexdigest()}":
         raise BaseImageError(
             f"{where}: layer {number} ({member.name}) does not hash to its diff_id {diff_id}"
         )
@@ -284,7 +278,27 @@ def _checked_layer(
     def chunks() -> Chunks:
         return _layer_bytes(archive, member, where)
 
-    return LayerSource(lambda: size, chunks, f"base image layer {number}", "from_image", digest.hexdigest())
+    size, hexdigest = reader.size, reader.digest.hexdigest()
+    return LayerSource(lambda: size, chunks, f"base image layer {number}", "from_image", hexdigest), entries
+
+
+class _HashingReader(_Chunks):
+    """Chunks as a file, hashed and counted as they are read."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        super().__init__(chunks)
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def readinto(self, buffer: Any) -> int:
+        count = super().readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        self.size += count
+        return count
+
+    def drain(self) -> None:
+        block = bytearray(1 << 20)
+        while self.readinto(block):
+            pass
 
 
 def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> Iterator[bytes]:
