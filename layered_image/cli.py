@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from layered_image.errors import UserError, silence_stdout
+from layered_image.errors import UserError, exit_promptly, reporting_errors
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -77,6 +74,12 @@ def cmd_from_paths(args: argparse.Namespace) -> int:
     from layered_image.stream import from_paths_command
 
     return from_paths_command(args)
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from layered_image.sbom.command import sbom_command
+
+    return sbom_command(args)
 
 
 # run by the Nix functions' derivations, not typed: left out of --help and of the choices it offers
@@ -221,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_arguments(from_paths)
     from_paths.set_defaults(run=cmd_from_paths)
 
+    from layered_image.sbom.options import add_sbom_arguments
+
+    sbom = sub.add_parser("sbom", help="write the image's SBOM: CycloneDX 1.6 or SPDX 2.3 JSON")
+    add_sbom_arguments(sbom)
+    sbom.set_defaults(run=cmd_sbom)
+
     # no help=: Python before 3.14 shows help=SUPPRESS as "==SUPPRESS==" in the list
     for name, does in INTERNAL_COMMANDS.items():
         internal = sub.add_parser(name, description=f"(inside Nix builds, not typed) {does}")
@@ -230,26 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so that temporary files are cleaned up."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def run() -> NoReturn:
     """The `layered-image` console script."""
     exit_promptly(main())
-
-
-def exit_promptly(code: int) -> NoReturn:
-    """Exit without the interpreter's teardown, which frees every object and module one
-    by one (~0.07 s after a stream, which the reader waits out for its end of file)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # errors were reported already
-            stream.flush()
-    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,27 +258,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
     return reporting_errors(f"layered-image {args.command}", job)
-
-
-def reporting_errors(prefix: str, job: Callable[[], int]) -> int:
-    """Run `job`; a user's mistake, Ctrl-C or SIGTERM become one line and exit 1/130/143."""
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return job()
-    except UserError as err:
-        print(f"{prefix}: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # writing the output: `layered-image layers ... | head`, a full disk
-        silence_stdout()
-        if isinstance(err, BrokenPipeError):
-            problem = "the reader of the output went away before the end (broken pipe)"
-        else:
-            problem = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
-        print(f"{prefix}: error: {problem}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"{prefix}: terminated", file=sys.stderr)
-        return 143

@@ -179,7 +179,7 @@ def stream_script(python: str, source: str, conf: dict[str, Any]) -> str:
 import sys
 
 sys.path.insert(0, {source!r})
-from layered_image.cli import exit_promptly
+from layered_image.errors import exit_promptly
 from layered_image.stream import stream_script_main
 
 CONF = {strict_json.dumps(conf, indent=1)!r}

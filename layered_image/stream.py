@@ -1,153 +1,49 @@
-"""`layered-image stream`: conf in, docker-archive out. Plans every layer, then writes."""
+"""The image commands (`stream`, `push`, `index`, `from-paths`) and the Nix stream scripts:
+flags in, a request to the engine (engine.py) out."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import functools
-import gc
-import json
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from layered_image import strict_json
-from layered_image.archive.base_image import (
-    check_platform,
-    held_by_base_note,
-    inherit_config,
-    open_base_image,
+from layered_image.conf import load_conf, parse_conf
+from layered_image.engine import (  # noqa: F401 (plan_image: the SBOM's way in, for now)
+    PushRequest,
+    WriteRequest,
+    plan_image,
+    push_image,
+    push_index,
+    refuse_terminal_output,
+    write_image,
 )
-from layered_image.archive.docker_archive import write_docker_archive
-from layered_image.archive.held_paths import differing_note
-from layered_image.archive.image import ImageMeta
-from layered_image.archive.layer_source import LayerSource, customisation_layer
-from layered_image.archive.oci import (
-    OciImage,
-    build_oci_image,
-    oci_dir_scratch,
-    write_oci_archive,
-    write_oci_dir,
-)
-from layered_image.archive.output import Output, output_file
-from layered_image.archive.planner import Planner
-from layered_image.conf import StreamConf, load_conf, parse_conf, rfc3339
-from layered_image.errors import UserError, silence_stdout
-from layered_image.files import write_file
+from layered_image.errors import UserError, reporting_errors
 from layered_image.options import add_output_arguments, add_push_arguments
-from layered_image.progress import Progress
 
-if TYPE_CHECKING:  # the registry client (http.client, ssl) is imported only by push and index
-    from layered_image.registry.blob_locations import BlobLocations
-    from layered_image.registry.client import Registry
-    from layered_image.registry.reference import Reference
+
+def write_request(args: argparse.Namespace) -> WriteRequest:
+    return WriteRequest(args.output, args.format, args.compression or "none", args.quiet)
+
+
+def push_request(args: argparse.Namespace) -> PushRequest:
+    return PushRequest(args.destination, args.tls_verify, args.creds, args.authfile, args.compression,
+                       args.digestfile, args.quiet)  # fmt: skip
 
 
 def push_command(args: argparse.Namespace) -> int:
-    return run_push(load_conf(args.conf, None), args)
-
-
-def run_push(conf: StreamConf, args: argparse.Namespace) -> int:
-    """Lay the image out as compressed blobs in a scratch directory, then push them."""
-    from layered_image.registry.push import push_image
-
-    target, registry, say = _registry(args)
-    conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
-    with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
-        image = _oci_image(conf, args.compression, scratch, resources, say)
-        result = push_image(image, registry, target.tag, say, seen)
-    say(f"{target}: {result.summary()}")
-    _write_digest(args.digestfile, result.manifest_digest)
+    push_image(load_conf(args.conf, None), push_request(args))
     return 0
 
 
 def index_command(args: argparse.Namespace) -> int:
-    """One image per conf (per architecture), pushed under one OCI image index."""
-    from layered_image.registry.push import push_index
-
-    target, registry, say = _registry(args)
-    with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
-        images = []
-        for number, path in enumerate(args.confs):
-            conf = dataclasses.replace(load_conf(path, None), repo_tag=f"{target.repository}:{target.tag}")
-            (scratch / str(number)).mkdir()
-            images.append(_oci_image(conf, args.compression, scratch / str(number), resources, say))
-        digest = push_index(images, registry, target.tag, say, seen)
-    say(f"{target}: index {digest} of {', '.join(str(image.platform) for image in images)}")
-    _write_digest(args.digestfile, digest)
+    push_index([load_conf(path, None) for path in args.confs], push_request(args))
     return 0
 
 
-def _write_digest(path: str | None, digest: str) -> None:
-    if path is None:
-        return
-    try:
-        write_file(Path(path), digest.encode())
-    except OSError as err:
-        raise UserError(f"pushed, but cannot write the digest to {path}: {err.strerror or err}") from None
-
-
-@contextlib.contextmanager
-def _push_scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
-        yield Path(scratch)
-
-
-@contextlib.contextmanager
-def _blob_locations(say: Callable[[str], None]) -> Iterator[BlobLocations]:
-    """Where this user's pushes saw blobs (for mounts); saved after a push that worked."""
-    from layered_image.registry.blob_locations import BlobLocations
-
-    seen = BlobLocations.load()
-    yield seen
-    if problem := seen.save():
-        say(f"note: could not remember the pushed blobs for later mounts ({problem})")
-
-
-def _oci_image(
-    conf: StreamConf, compression: str, scratch: Path, resources: ExitStack, say: Callable[[str], None]
-) -> OciImage:
-    """The image as blobs; a layer the digest cache knows is not read unless it must be sent."""
-    from layered_image.archive.digest_cache import DigestCache
-
-    layers, meta = plan_image(conf, resources)
-    cache = DigestCache()
-    image = build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True), cache)
-    for note in cache.notes[:1]:
-        say(note)
-    return image
-
-
-def _registry(args: argparse.Namespace) -> tuple[Reference, Registry, Callable[[str], None]]:
-    from layered_image.registry.client import Registry
-    from layered_image.registry.credentials import find_credentials
-    from layered_image.registry.reference import parse_reference
-
-    target = parse_reference(args.destination)
-    credentials = find_credentials(target.host, args.creds, args.authfile)
-
-    def say(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
-    return target, Registry(target.host, target.repository, credentials, args.tls_verify, log=say), say
-
-
 def stream_command(args: argparse.Namespace) -> int:
-    return run_stream(load_conf(args.conf, args.tag), args)
-
-
-def refuse_terminal_output(output: str | None) -> None:
-    """An image written onto a terminal garbles it and helps no one (`docker save` refuses too)."""
-    if output is None and os.isatty(1):
-        raise UserError(
-            "cowardly refusing to write the image to a terminal; use -o FILE or redirect it (| docker load)"
-        )
+    write_image(load_conf(args.conf, args.tag), write_request(args))
+    return 0
 
 
 def from_paths_command(args: argparse.Namespace) -> int:
@@ -169,7 +65,8 @@ def from_paths_command(args: argparse.Namespace) -> int:
         "store_layers": layers,
         "repo_tag": args.tag or f"{name}:latest",
     }
-    return run_stream(parse_conf(raw, None, "from-paths"), args)
+    write_image(parse_conf(raw, None, "from-paths"), write_request(args))
+    return 0
 
 
 def stream_script_main(conf_text: str, argv: list[str]) -> int:
@@ -183,11 +80,14 @@ def stream_script_main(conf_text: str, argv: list[str]) -> int:
     )  # fmt: skip
     (add_push_arguments if pushing else add_output_arguments)(parser)
     args = parser.parse_args(argv[1:] if pushing else argv)
-    from layered_image.cli import reporting_errors
 
     def job() -> int:
         conf = parse_conf(strict_json.loads(conf_text), None if pushing else args.tag, "stream script")
-        return run_push(conf, args) if pushing else run_stream(conf, args)
+        if pushing:
+            push_image(conf, push_request(args))
+        else:
+            write_image(conf, write_request(args))
+        return 0
 
     return reporting_errors(os.path.basename(sys.argv[0]), job)
 
@@ -197,141 +97,3 @@ def check_in_store(path: str, store_dir: str) -> None:
     store, real = os.path.realpath(store_dir), os.path.realpath(path)
     if real == store or os.path.commonpath([store, real]) != store:
         raise UserError(f"{path} is not a store path (not in {store_dir}); give one, e.g. ./result")
-
-
-def run_stream(conf: StreamConf, args: argparse.Namespace) -> int:
-    compression = args.compression or "none"
-    if args.format == "docker-archive" and compression != "none":
-        raise UserError(
-            "docker-archive layers are uncompressed; use --format oci-archive or oci-dir to compress"
-        )
-    if args.format == "oci-dir" and not args.output:
-        raise UserError("--format oci-dir needs -o DIRECTORY")
-    refuse_terminal_output(args.output)
-    with ExitStack() as resources:
-        progress = Progress(None, quiet=args.quiet)
-        layers, meta = plan_image(conf, resources, sizes_first=progress.bar)
-        if progress.bar:  # an ETA needs the total: plan every layer before the first byte
-            progress.total = sum(layer.size for layer in layers)
-        if not args.quiet:
-            print(f"{conf.repo_tag}: {len(layers)} layers", file=sys.stderr)
-            if meta.held_by_base:
-                print(held_by_base_note(list(meta.held_by_base)), file=sys.stderr)
-        with _collector_paused():
-            digest = _write_image(layers, meta, args, progress)
-        progress.finish()
-        if not args.quiet:
-            print(f"image {digest} {conf.repo_tag}", file=sys.stderr)
-    return 0
-
-
-def _write_image(
-    layers: list[LayerSource], meta: ImageMeta, args: argparse.Namespace, progress: Progress
-) -> str:
-    """Write the image as `args` say; return the image's ID (its config digest)."""
-    fmt, compression, output = args.format, args.compression or "none", args.output
-    try:
-        if fmt == "oci-dir":
-            directory = Path(output or ".")
-            with oci_dir_scratch(directory) as scratch:
-                image = build_oci_image(layers, meta, compression, scratch, progress)
-                write_oci_dir(image, directory)
-            return image.config.digest
-        with output_file(output) as target:
-            if fmt == "oci-archive":
-                with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=target.directory) as scratch:
-                    image = build_oci_image(layers, meta, compression, Path(scratch), progress)
-                    with Output(target.fd, Progress(None, quiet=True)) as out:
-                        write_oci_archive(out, image, meta.mtime)
-                return image.config.digest
-            with Output(target.fd, progress) as out:
-                return "sha256:" + write_docker_archive(out, layers, meta)
-    except BrokenPipeError:
-        silence_stdout()
-        raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
-    except OSError as err:  # disk full, a directory that is not there, ...
-        where = f" {err.filename}" if err.filename else ""
-        raise UserError(f"cannot write the image{where}: {err.strerror}") from None
-
-
-def plan_image(
-    conf: StreamConf, resources: ExitStack, sizes_first: bool = False
-) -> tuple[list[LayerSource], ImageMeta]:
-    """The image's layers, ready to write; `sizes_first` when every size is wanted up front."""
-    layers: list[LayerSource] = []
-    config = conf.config
-    store_layers = conf.store_layers
-    base_history = None
-    held_by_base: list[str] = []
-    if conf.from_image:
-        base = open_base_image(conf.from_image, conf.from_image_tag, resources)
-        check_platform(base.config, conf.platform, f"from_image {conf.from_image}")
-        layers += base.layers
-        config = inherit_config(base.config.get("config"), config)
-        base_history = list(base.config.get("history") or [])
-        found = base.without_paths_it_holds(store_layers, conf.store_dir)
-        store_layers, held_by_base = found.kept, found.held
-        if found.differing:  # not a note: the base may have planted them (see held_paths.py)
-            print(differing_note(found.differing, f"from_image {conf.from_image}"), file=sys.stderr)
-    base_layers = len(layers)
-    layers += store_layer_sources(conf, store_layers, resources, sizes_first)
-    if conf.customisation_layer:
-        layers.append(customisation_layer(conf.customisation_layer))
-    meta = ImageMeta(
-        repo_tag=conf.repo_tag,
-        platform=conf.platform,
-        created=rfc3339(conf.created),
-        mtime=conf.owner.mtime,
-        config=config,
-        base_history=base_history,
-        base_layers=base_layers,
-        held_by_base=tuple(held_by_base),
-    )
-    return layers, meta
-
-
-def store_layer_sources(
-    conf: StreamConf, layers: list[list[str]], resources: ExitStack, sizes_first: bool
-) -> list[LayerSource]:
-    """Planned in a second process (planner.py), in order, as the layers are written."""
-    for paths in layers:  # a missing path is an error before the first byte, not in the middle
-        for path in paths:
-            if not os.path.lexists(path):
-                raise UserError(f"store path {path} does not exist; build or fetch it first")
-    if not layers:
-        return []
-    planner = resources.enter_context(Planner(layers, conf.store_dir, conf.owner, sizes_first))
-    return [
-        LayerSource(
-            measure=functools.partial(planner.size, number),
-            chunks=functools.partial(planner.chunks, number),
-            comment="store paths: " + " ".join(paths),
-            identity=store_layer_identity(paths, conf),
-        )
-        for number, paths in enumerate(layers)
-    ]
-
-
-def store_layer_identity(paths: list[str], conf: StreamConf) -> str:
-    """Store paths never change: the paths and what every member gets fix a layer's bytes."""
-    owner = conf.owner
-    return json.dumps(
-        {
-            "store": paths,
-            "store_dir": conf.store_dir,
-            "owner": [owner.mtime, owner.uid, owner.gid, owner.uname, owner.gname],
-        }
-    )
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Streaming makes and drops a few objects per file, none in cycles: the cyclic garbage
-    collector would only keep re-walking what lives (a tenth of the main thread's time)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
