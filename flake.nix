@@ -2,7 +2,7 @@
   description = "Layered Docker/OCI images from Nix closures";
 
   # Users make this follow their own: inputs.layered-image.inputs.nixpkgs.follows = "nixpkgs";
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs = { self, nixpkgs }:
     let
