@@ -76,6 +76,12 @@ def cmd_from_paths(args: argparse.Namespace) -> int:
     return from_paths_command(args)
 
 
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from layered_image.sbom.command import sbom_command
+
+    return sbom_command(args)
+
+
 # run by the Nix functions' derivations, not typed: left out of --help and of the choices it offers
 INTERNAL_COMMANDS = {
     "build": "make the stream script from .attrs.json",
@@ -218,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_arguments(from_paths)
     from_paths.set_defaults(run=cmd_from_paths)
 
+    from layered_image.sbom.options import add_sbom_arguments
+
+    sbom = sub.add_parser("sbom", help="write the image's SBOM: CycloneDX 1.6 or SPDX 2.3 JSON")
+    add_sbom_arguments(sbom)
+    sbom.set_defaults(run=cmd_sbom)
 
     # no help=: Python before 3.14 shows help=SUPPRESS as "==SUPPRESS==" in the list
     for name, does in INTERNAL_COMMANDS.items():
