@@ -51,6 +51,29 @@ let
 
   lastPart = name: let parts = builtins.split "/" name; in builtins.elemAt parts (builtins.length parts - 1);
 
+  # What an SBOM takes of a `contents` package's meta: strings only (license spdxIds, homepage,
+  # description). meta may hold functions, or values that throw: those are left out.
+  tryValue = value: let tried = builtins.tryEval (builtins.deepSeq value value); in
+    if tried.success then tried.value else null;
+  licenseIds = license:
+    if builtins.isList license then builtins.concatMap licenseIds license
+    else if builtins.isAttrs license && builtins.isString (license.spdxId or null) then [ license.spdxId ]
+    else [ ];
+  firstString = value: if builtins.isString value then value
+    else if builtins.isList value && value != [ ] && builtins.isString (builtins.head value) then builtins.head value
+    else null;
+  sbomMeta = package:
+    let
+      meta = let tried = builtins.tryEval (builtins.isAttrs package && builtins.isAttrs (package.meta or null));
+        in if tried.success && tried.value then package.meta else { };
+      field = name: tryValue (meta.${name} or null);
+    in {
+      path = "${package}";
+      licenses = licenseIds (field "license");
+      homepage = firstString (field "homepage");
+      description = firstString (field "description");
+    };
+
   streamLayeredImage =
     { name
     , tag ? null
@@ -120,6 +143,12 @@ let
         python = "${python}";
         source = "${source}";
       };
+      # `nix build .#image.sbom`: cyclonedx.json and spdx.json, from the conf, the closure and the
+      # contents' meta (its layers' diff_ids are computed, so the store paths are read once)
+      sbom = runLayeredImage "${lastPart name}-sbom" [ "sbom" "${image.conf}" "--in-nix-build" ] {
+        exportReferencesGraph.closure = contentList ++ [ configFile customisation ];
+        contentsMeta = map sbomMeta (if builtins.isList contents then contents else [ contents ]);
+      };
       # `nix run .#image.push -- docker://HOST/REPO:TAG [--creds ...]`
       push = runLayeredImage program [ "write-push-launcher" ] {
         streamScript = "${image}";
@@ -129,7 +158,7 @@ let
     in
     image // passthru // {
       inherit (image) conf;
-      inherit push imageName;
+      inherit push imageName sbom;
       imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
       inherit meta;
       isExe = true;
@@ -143,7 +172,7 @@ let
       streamScript = "${stream}";
       inherit compressor;
       zstd = "${zstd}";
-    } // (args.passthru or { }) // { inherit (stream) imageName imageTag; inherit stream; meta = args.meta or { };
+    } // (args.passthru or { }) // { inherit (stream) imageName imageTag sbom; inherit stream; meta = args.meta or { };
       override = overrideWith buildLayeredImage args; };
 
   # `image.override { tag = "v2"; }` or `image.override (old: { ... })`, as nixpkgs'

@@ -139,6 +139,11 @@ IMAGES = """
   capitals = li.streamLayeredImage (common // { name = "li-test/Capital-Name"; });
   injected = li.streamLayeredImage (common // {
     name = "li-test\\nimport os\\nos.system(\\"touch /tmp/li-injected\\")\\n#/img"; });
+  withMeta = li.streamLayeredImage (common // { name = "li-test/with-meta"; contents = [
+    (pkgs.busybox // { meta = { license = [ { spdxId = "GPL-2.0-only"; free = true; } { free = false; } ];
+      homepage = [ "https://busybox.net" ]; description = "Tiny versions of common UNIX utilities";
+      broken = throw "not evaluated"; check = x: x; }; })
+    (pkgs.zstd // { meta = { homepage = throw "a meta that throws"; description = 7; }; }) ]; });
   tooFewLayers = li.streamLayeredImage (common // { name = "li-test/few"; maxLayers = 1; });
   tooManyLayers = li.streamLayeredImage (common // { name = "li-test/many"; maxLayers = 126; });
 """
@@ -620,3 +625,30 @@ def test_a_name_a_run_would_refuse_fails_the_build_and_is_never_code(user_flake)
     built = build(user_flake, "injected")
     assert built.returncode != 0 and "is not NAME:TAG" in built.stderr, built.stderr
     assert not Path("/tmp/li-injected").exists()
+
+
+def test_every_image_has_an_sbom_with_the_contents_meta(user_flake, tmp_path):
+    built = nix(
+        "build", ".#withMeta.sbom", "--no-write-lock-file", "-o", str(tmp_path / "sbom"), cwd=user_flake
+    )
+    assert built.returncode == 0, built.stderr
+    sbom = tmp_path / "sbom"
+    assert sorted(p.name for p in sbom.iterdir()) == ["cyclonedx.json", "spdx.json"]
+    from test_sbom import validate_cyclonedx, validate_spdx
+
+    validate_cyclonedx((sbom / "cyclonedx.json").read_text())
+    validate_spdx((sbom / "spdx.json").read_text(), tmp_path)
+    document = json.loads((sbom / "cyclonedx.json").read_text())
+    busybox = next(c for c in document["components"] if c["name"].startswith("busybox"))
+    assert busybox["licenses"] == [{"expression": "GPL-2.0-only"}]
+    assert busybox["externalReferences"] == [{"type": "website", "url": "https://busybox.net"}]
+    assert busybox["description"] == "Tiny versions of common UNIX utilities"
+    zstd = next(c for c in document["components"] if c["name"].startswith("zstd"))
+    assert not {"licenses", "externalReferences", "description"} & set(zstd)
+    conf = nix(
+        "build", ".#withMeta.conf", "--no-write-lock-file", "-o", str(tmp_path / "conf"), cwd=user_flake
+    )
+    assert conf.returncode == 0, conf.stderr
+    layers = json.loads(next(tmp_path.glob("conf*")).read_text())["store_layers"]
+    store_paths = {c["bom-ref"] for c in document["components"] if c["bom-ref"].startswith("/nix/store/")}
+    assert store_paths == {path for paths in layers for path in paths}
