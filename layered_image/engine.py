@@ -79,6 +79,7 @@ class PushRequest:
     compression: str = "gzip"  # or zstd
     digestfile: str | None = None  # where to write the digest the tag names, after the push
     quiet: bool = True
+    sbom: bool = False  # attach the image's CycloneDX SBOM as an OCI referrer (sbom/referrer.py)
 
 
 def write_image(conf: StreamConf, request: WriteRequest) -> str:
@@ -114,12 +115,23 @@ def push_image(conf: StreamConf, request: PushRequest) -> str:
 
     target, registry, say = _registry(request)
     conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
+    sbom = _sbom_document(conf) if request.sbom else None  # before anything is sent
     with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
         image = _oci_image(conf, request.compression, scratch, resources, say)
         result = push(image, registry, target.tag, say, seen)
+        if sbom is not None:
+            from layered_image.sbom.referrer import attach_sbom
+
+            attach_sbom(registry, image.manifest, sbom, say)
     say(f"{target}: {result.summary()}")
     _write_digest(request.digestfile, result.manifest_digest)
     return result.manifest_digest
+
+
+def _sbom_document(conf: StreamConf) -> bytes:
+    from layered_image.sbom.command import sbom_for_push
+
+    return sbom_for_push(conf)
 
 
 def push_index(confs: list[StreamConf], request: PushRequest) -> str:

@@ -326,3 +326,58 @@ def test_a_graph_without_an_image_path_is_one_line(tmp_path, fake_store, image_c
     assert result.returncode == 1
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and "has no entry for" in lines[0], lines
+
+
+def test_push_sbom_attaches_a_referrer_a_plain_get_and_skopeo_find(tmp_path, busybox_path, monkeypatch):
+    """distribution 2.8 has no referrers API (no OCI-Subject, GET .../referrers/ is 404):
+    the referrers tag schema lists the SBOM."""
+    import urllib.error
+
+    from registry_fixtures import start_registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    registry = start_registry(tmp_path / "registry")
+    try:
+        conf = make_conf(tmp_path, [[busybox_path]])
+        digestfile = tmp_path / "digest"
+        target = f"docker://{registry.host}/li-test/sbom:v1"
+        for _ in range(2):  # a second push lists the same SBOM once
+            pushed = run_cli(
+                "push", str(conf), target, "--tls-verify=false", "--sbom", "--digestfile", str(digestfile)
+            )
+            assert pushed.returncode == 0, pushed.stderr.decode()
+        manifest_digest = digestfile.read_text()
+        tag = "sha256-" + manifest_digest.removeprefix("sha256:")
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            get_bytes(f"http://{registry.host}/v2/li-test/sbom/referrers/{manifest_digest}")
+        index = get_json(f"http://{registry.host}/v2/li-test/sbom/manifests/{tag}")
+        assert [entry["artifactType"] for entry in index["manifests"]] == ["application/vnd.cyclonedx+json"]
+        artifact = get_json(
+            f"http://{registry.host}/v2/li-test/sbom/manifests/{index['manifests'][0]['digest']}"
+        )
+        assert artifact["subject"]["digest"] == manifest_digest
+        assert artifact["artifactType"] == "application/vnd.cyclonedx+json"
+        blob = get_bytes(f"http://{registry.host}/v2/li-test/sbom/blobs/{artifact['layers'][0]['digest']}")
+        validate_cyclonedx(blob.decode())
+        assert busybox_path in {c["bom-ref"] for c in json.loads(blob)["components"]}
+        need(shutil.which("skopeo") is not None, "skopeo")
+        raw = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/li-test/sbom:{tag}"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        assert json.loads(raw) == index
+    finally:
+        registry.stop()
+
+
+def get_bytes(url: str) -> bytes:
+    import urllib.request
+
+    accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept})) as answer:
+        return answer.read()
+
+
+def get_json(url: str) -> Any:
+    return json.loads(get_bytes(url))

@@ -83,3 +83,8 @@ def nix_build_sbom(conf_file: str) -> int:
         write_output(out / f"{name}.json", render(make(contents)))
     print(f"{conf.repo_tag}: SBOM of {len(contents.store_paths)} store paths", file=sys.stderr)
     return 0
+
+
+def sbom_for_push(conf: StreamConf) -> bytes:
+    """`push --sbom`: the CycloneDX document, made before anything is sent (nix must answer)."""
+    return render(cyclonedx_document(image_contents(conf, nix_graph(conf)))).encode()

@@ -248,7 +248,7 @@ def gather(
 def image_layers(conf: StreamConf, resources: ExitStack) -> tuple[list[Layer], tuple[str, ...]]:
     """The image's layers as `stream` makes them, each with its diff_id (a store layer's
     bytes are made and hashed, as for streaming), and the store paths the base holds."""
-    from layered_image.stream import plan_image  # the archive machinery, only when needed
+    from layered_image.engine import plan_image  # the archive machinery, only when needed
 
     sources, meta = plan_image(conf, resources)
     held = set(meta.held_by_base)
