@@ -9,10 +9,9 @@ import sys
 
 from layered_image import strict_json
 from layered_image.conf import load_conf, parse_conf
-from layered_image.engine import (  # noqa: F401 (plan_image: the SBOM's way in, for now)
+from layered_image.engine import (
     PushRequest,
     WriteRequest,
-    plan_image,
     push_image,
     push_index,
     refuse_terminal_output,
