@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -182,18 +183,23 @@ def test_another_hosts_challenge_is_not_answered(conf, servers, trusting_the_tes
 
 def run_push_process(conf: Path, host: str, settings: dict[str, object]) -> tuple[int, str, float, int]:
     """A push in its own process with the client's limits set low: exit code, stderr,
-    seconds, peak RSS in MB."""
-    program = (
-        "import sys; from layered_image.registry import client\n"
-        + "".join(f"client.{name} = {value!r}\n" for name, value in settings.items())
-        + "from layered_image.cli import main\n"
-        + f"sys.exit(main(['push', {str(conf)!r}, 'docker://{host}/test/image:1', '--tls-verify=false']))\n"
-    )
-    started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-c", program], stderr=subprocess.PIPE, env=os.environ.copy())
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    return os.waitstatus_to_exitcode(status), stderr, time.monotonic() - started, usage.ru_maxrss // 1024
+    seconds, and the peak RSS in MB of that process alone (its VmHWM, which exec resets;
+    a parent's getrusage may count the pages the child shared with pytest before exec)."""
+    with tempfile.NamedTemporaryFile("r") as peak:
+        program = (
+            "import sys; from layered_image.registry import client\n"
+            + "".join(f"client.{name} = {value!r}\n" for name, value in settings.items())
+            + "from layered_image.cli import main\n"
+            + f"code = main(['push', {str(conf)!r}, 'docker://{host}/test/image:1', '--tls-verify=false'])\n"
+            + "status = open('/proc/self/status').read()\n"
+            + f"open({peak.name!r}, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+            + "sys.exit(code)\n"
+        )
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", program], stderr=subprocess.PIPE, env=os.environ.copy())
+        seconds = time.monotonic() - started
+        rss_mb = int(peak.read() or 0) // 1024
+    return done.returncode, done.stderr.decode(), seconds, rss_mb
 
 
 def plain_registry(overrides: Callable[[str, str], Answer | None]) -> Callable[..., Answer]:
