@@ -178,7 +178,7 @@ def test_the_command_line_prints_nixpkgs_layers(tmp_path):
         ),
         ('[["subcomponent_out", []], ["over", "common", ["flatten"]]]', "the split has no 'common' part"),
         ('{"pipeline": []}', "a pipeline is a list of steps"),
-        ("[[", "not JSON"),
+        ("[[", "pipeline is not valid JSON"),
     ],
 )
 def test_a_bad_pipeline_is_refused_in_one_line_naming_the_step(tmp_path, pipeline, message):

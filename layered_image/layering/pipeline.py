@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layered_image import strict_json
 from layered_image.errors import UserError
 from layered_image.graph import ClosureGraph
 from layered_image.layering.popularity import popularity
@@ -115,12 +114,9 @@ def run_pipeline(
 
 def load_pipeline(file: str | Path) -> Any:
     """A pipeline in a JSON file (nixpkgs' format: the list of steps), or `-` for stdin."""
-    try:
-        return strict_json.loads(strict_json.read_input(file))
-    except OSError as err:
-        raise PipelineError(f"cannot read pipeline {file}: {err.strerror}") from None
-    except (ValueError, RecursionError) as err:
-        raise PipelineError(f"pipeline {strict_json.input_name(file)}: not JSON ({err})") from None
+    from layered_image.config import load_json_file
+
+    return load_json_file(file, "pipeline")
 
 
 # -- checking and compiling ------------------------------------------------------------------
