@@ -5,6 +5,7 @@ match its record, or the push stops before any manifest and the record is forgot
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,21 @@ def test_a_broken_record_is_no_record(conf, registries, own_caches, capsys):
         record.write_text(json.dumps({"diff_id": "x", "size": -1}))
     assert push(conf, registries[1].host) == 0
     assert "3 blobs pushed" in capsys.readouterr().err
+
+
+def test_layers_known_from_the_cache_are_made_by_several_upload_threads_at_once(tmp_path, registries, capsys):
+    """A fresh registry after a push elsewhere: every layer is known but must be made, by
+    the upload threads in parallel, each asking the one planning process for its layer."""
+    store = tmp_path / "many"
+    layers = []
+    for number in range(8):
+        path = store / (f"{number}" * 32 + f"-part-{number}")
+        path.mkdir(parents=True)
+        for file in range(50):
+            (path / f"f{file}").write_bytes(os.urandom(2000))
+        layers.append([str(path)])
+    conf = make_conf(tmp_path, layers, store_dir=str(store))
+    assert push(conf, registries[0].host) == 0
+    capsys.readouterr()
+    assert push(conf, registries[1].host) == 0
+    assert "9 blobs pushed" in capsys.readouterr().err  # 8 layers and the config

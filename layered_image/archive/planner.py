@@ -45,6 +45,8 @@ class Planner:
         self.sizes: dict[int, int] = {}
         self.pending: dict[int, deque[list[Item]]] = {}
         self.done: set[int] = set()
+        # a push's upload threads may each make a layer (digest_cache.py): one reads the pipe at a time
+        self.lock = threading.Lock()
 
     def __enter__(self) -> Planner:
         return self
@@ -56,17 +58,22 @@ class Planner:
         self.process.join()
 
     def size(self, layer: int) -> int:
-        while layer not in self.sizes:
-            self._receive()
-        return self.sizes[layer]
+        with self.lock:
+            while layer not in self.sizes:
+                self._receive()
+            return self.sizes[layer]
 
     def items(self, layer: int) -> Iterator[Item]:
-        queue = self.pending.setdefault(layer, deque())
-        while queue or layer not in self.done:
-            if not queue:
+        while (batch := self._next_batch(layer)) is not None:
+            yield from batch
+
+    def _next_batch(self, layer: int) -> list[Item] | None:
+        """The layer's next items; other layers' arriving meanwhile wait in `pending`."""
+        with self.lock:
+            queue = self.pending.setdefault(layer, deque())
+            while not queue and layer not in self.done:
                 self._receive()
-                continue
-            yield from queue.popleft()
+            return queue.popleft() if queue else None
 
     def chunks(self, layer: int) -> Iterator[memoryview | bytes | FileSpan]:
         """The layer's bytes: its items, with the files they name read here."""
