@@ -7,7 +7,7 @@
 { stdenv, buildPackages }:
 let
   inherit (buildPackages) python3 zstd fakeroot proot bash nix;
-  python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ps.zstandard ps.isal ]);
+  python = python3.withPackages (ps: [ ps.networkx ps.jsonschema ps.zstandard ps.isal ps.urllib3 ]);
   system = stdenv.buildPlatform.system;
 
   # The Python package alone in a store path, importable from there.

@@ -46,12 +46,12 @@
             withPackages = _: pythonEnv;
           };
           # A venv: bin/python3 -> the bare interpreter, which finds pyvenv.cfg (and the
-          # packages) only when argv[0] leads to this bin/.
+          # packages) only when argv[0] leads to this bin/. (Debian's urllib3 imports six.)
           pythonEnv = fromHost "python3-3.11-env" ''
             ln -s ${python3}/bin/python3.11 $out/bin/python3.11 && ln -s python3.11 $out/bin/python3
             printf 'home = %s/bin\ninclude-system-site-packages = false\n' ${python3} > $out/pyvenv.cfg
             site=$out/${python3.sitePackages} && mkdir -p $site
-            for p in networkx jsonschema 'jsonschema-*' attr attrs 'attrs-*' pyrsistent _pyrsistent_version.py zstandard; do
+            for p in networkx jsonschema 'jsonschema-*' attr attrs 'attrs-*' pyrsistent _pyrsistent_version.py zstandard urllib3 six.py; do
               cp -r $host/usr/lib/python3/dist-packages/$p $site/
             done
           '' // {
