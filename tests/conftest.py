@@ -154,3 +154,18 @@ def podman_load(archive: str | Path) -> list[str]:
         return subprocess.run(listing, capture_output=True, text=True, check=True).stdout.split()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory):
+    """A CA and a server TLS context for 127.0.0.1 and 127.0.0.2 (tests/hostile_registry.py)."""
+    from hostile_registry import make_test_ca
+
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def trusting_the_test_ca(test_ca, monkeypatch: pytest.MonkeyPatch):
+    """TLS verified as usual, against the test CA (as a user's system CAs); the server's context."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[0]))
+    return test_ca[1]

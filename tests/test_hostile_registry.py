@@ -28,7 +28,6 @@ from hostile_registry import (
     Seen,
     drip,
     endless,
-    make_test_ca,
     silent_server,
 )
 from registry_fixtures import FaultyProxy, start_registry
@@ -40,18 +39,6 @@ from layered_image.registry import client, upload
 @pytest.fixture(autouse=True)
 def own_blob_cache(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def test_ca(tmp_path_factory):
-    return make_test_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture
-def trusting_the_test_ca(test_ca, monkeypatch):
-    """TLS verified as usual, against the test CA (as a user's system CAs)."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[0]))
-    return test_ca[1]
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from hostile_registry import (
     Answer,
     HostileServer,
     Seen,
-    make_test_ca,
 )
 
 from layered_image.cli import main
@@ -49,16 +48,9 @@ def clean_environment(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(client.Registry, "retry_pause", 0.01)
 
 
-@pytest.fixture(scope="module")
-def test_ca(tmp_path_factory):
-    return make_test_ca(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
-def tls(test_ca, monkeypatch):
-    """A server TLS context whose certificate the client trusts (as a user's system CAs)."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[0]))
-    return test_ca[1]
+def tls(trusting_the_test_ca):
+    return trusting_the_test_ca
 
 
 @pytest.fixture
