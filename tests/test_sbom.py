@@ -381,3 +381,36 @@ def get_bytes(url: str) -> bytes:
 
 def get_json(url: str) -> Any:
     return json.loads(get_bytes(url))
+
+
+def test_a_registry_with_the_referrers_api_gets_no_referrers_tag():
+    """A registry that answers the artifact's PUT with OCI-Subject keeps the referrers
+    itself: no sha256-<hex> index is written (the tag schema is for registries without)."""
+    from hostile_registry import HostileServer
+
+    from layered_image.archive.blobs import json_blob
+    from layered_image.registry.client import Registry
+    from layered_image.sbom.referrer import attach_sbom
+
+    subject = json_blob(b'{"schemaVersion":2}', "application/vnd.oci.image.manifest.v1+json")
+    log: list = []
+
+    def registry(method: str, path: str, headers: dict, body: bytes):
+        if method == "HEAD":
+            return 404, {}, b""
+        if method == "POST":
+            return 202, {"Location": "/v2/test/image/blobs/uploads/1"}, b""
+        if method == "PUT" and "/manifests/sha256:" in path:
+            return 201, {"OCI-Subject": subject.digest}, b""
+        return (201 if method == "PUT" else 200), {}, b"{}"
+
+    server = HostileServer("127.0.0.1", registry, log).start()
+    try:
+        said: list[str] = []
+        target = Registry(server.host, "test/image", None, tls_verify=False, scheme="http")
+        attach_sbom(target, subject, b'{"bomFormat":"CycloneDX"}', said.append)
+    finally:
+        server.stop()
+    assert "(referrers API)" in said[-1]
+    assert not any("/manifests/sha256-" in seen.path for seen in log)  # no referrers tag index
+    assert sum(seen.method == "PUT" and "/manifests/sha256:" in seen.path for seen in log) == 1
