@@ -169,3 +169,23 @@ def trusting_the_test_ca(test_ca, monkeypatch: pytest.MonkeyPatch):
     """TLS verified as usual, against the test CA (as a user's system CAs); the server's context."""
     monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[0]))
     return test_ca[1]
+
+
+@pytest.fixture
+def servers():
+    """Start hostile servers (tests/hostile_registry.py) sharing one request log
+    (`servers.log`); each stopped after the test."""
+    from hostile_registry import HostileServer
+
+    started = []
+    log: list = []
+
+    def start(ip: str, route, tls=None):
+        server = HostileServer(ip, route, log, tls).start()
+        started.append(server)
+        return server
+
+    start.log = log  # type: ignore[attr-defined]
+    yield start
+    for server in started:
+        server.stop()

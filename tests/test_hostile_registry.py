@@ -24,7 +24,6 @@ from hostile_registry import (
     TOKEN,
     USER,
     Answer,
-    HostileServer,
     Seen,
     drip,
     endless,
@@ -45,22 +44,6 @@ def own_blob_cache(tmp_path: Path, monkeypatch) -> None:
 def conf(tmp_path: Path, fake_store: Path) -> Path:
     paths = sorted(str(p) for p in fake_store.iterdir())
     return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store))
-
-
-@pytest.fixture
-def servers():
-    started: list[HostileServer] = []
-    log: list[Seen] = []
-
-    def start(ip: str, route: Callable[..., Answer], tls=None) -> HostileServer:
-        server = HostileServer(ip, route, log, tls).start()
-        started.append(server)
-        return server
-
-    start.log = log  # type: ignore[attr-defined]
-    yield start
-    for server in started:
-        server.stop()
 
 
 def registry_route(challenge: str, location: Callable[[], str], accepted: str) -> Callable[..., Answer]:

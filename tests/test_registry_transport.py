@@ -60,22 +60,6 @@ def conf(tmp_path: Path, fake_store: Path) -> Path:
     return make_conf(tmp_path, [[path] for path in paths], store_dir=str(fake_store))
 
 
-@pytest.fixture
-def servers():
-    started: list[HostileServer] = []
-    log: list[Seen] = []
-
-    def start(ip: str, route: Callable[..., Answer], tls=None) -> HostileServer:
-        server = HostileServer(ip, route, log, tls).start()
-        started.append(server)
-        return server
-
-    start.log = log  # type: ignore[attr-defined]
-    yield start
-    for server in started:
-        server.stop()
-
-
 Overrides = Callable[[str, str, dict[str, str]], Answer | None]
 
 
