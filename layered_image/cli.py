@@ -14,15 +14,11 @@ from layered_image.errors import UserError, exit_promptly, reporting_errors
 def cmd_layers(args: argparse.Namespace) -> int:
     from layered_image.graph import load_graph
     from layered_image.layering import compute_layers
-    from layered_image.layering.pipeline import run_pipeline
 
     graph = load_graph(args.graph, key=args.key, store_dir=args.store_dir)
     if missing := [path for path in args.exclude if path not in graph.index]:
         raise UserError(f"--exclude {missing[0]}: not in the closure graph (a typo, or another store path?)")
-    if args.pipeline is not None:  # exactly nixpkgs' output
-        layers = run_pipeline(graph, args.pipeline, frozenset(args.exclude))
-    else:
-        layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude)
+    layers = compute_layers(graph, args.strategy, args.max_layers, args.exclude, args.pipeline)
     json.dump(layers, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

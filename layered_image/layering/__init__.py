@@ -44,7 +44,7 @@ def compute_layers(
     pipeline: Any = None,
 ) -> Layers:
     if pipeline is not None:
-        return [layer for layer in run_pipeline(graph, pipeline, frozenset(exclude)) if layer]
+        return run_pipeline(graph, pipeline, frozenset(exclude))  # exactly nixpkgs' layers
     if strategy not in STRATEGIES:
         raise UserError(f"unknown layering strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if max_layers < 1:
