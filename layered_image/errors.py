@@ -22,6 +22,11 @@ class StoreChangedError(UserError):
     """A store file is not what it was when its layer was planned."""
 
 
+def first_few(paths: list[str], count: int = 3) -> str:
+    """The first `count` paths and how many more, for a one-line message about a long list."""
+    return ", ".join(paths[:count]) + (f" and {len(paths) - count} more" if len(paths) > count else "")
+
+
 def silence_stdout() -> None:
     """After the output failed: Python flushes stdout at exit, which would fail again and
     print a second error."""

@@ -26,7 +26,7 @@ from layered_image import strict_json
 from layered_image.archive.held_paths import HeldPaths, split_held
 from layered_image.archive.layer_source import Chunks, LayerSource
 from layered_image.config import validate_config
-from layered_image.errors import UserError
+from layered_image.errors import UserError, first_few
 from layered_image.names import full_repo_tag, repo_tag_problem
 from layered_image.platform import Platform
 
@@ -56,7 +56,7 @@ class BaseImage:
 
 
 def held_by_base_note(paths: list[str]) -> str:
-    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    shown = first_few(paths)
     return f"{len(paths)} store path(s) already in the base image, not stored again: {shown}"
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from layered_image.archive.store_layer import walk
+from layered_image.errors import first_few
 
 Signature = tuple[object, ...]  # what is compared of one entry: kind, mode, size or target
 Listing = dict[str, Signature]  # by name relative to the store path ("" for itself)
@@ -49,7 +50,7 @@ def split_held(
 
 
 def differing_note(paths: list[str], where: str) -> str:
-    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    shown = first_few(paths)
     return (
         f"warning: {where} has {len(paths)} store path(s) of this image, but not as the store has them"
         f" (other files or kinds); stored again above the base's: {shown}"
