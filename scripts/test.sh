@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# Runs the whole test suite for real: starts a private dockerd (no network of its own)
-# unless DOCKER_HOST already answers, then pytest with every service required: all of it
-# with Nix's sandbox on (as users' Nix has it), then the Nix builds again with it off
-# (Debian's default). tests/nix_settings.py holds the Nix settings of each.
+# Runs the whole test suite for real: installs the Debian packages it needs (as root),
+# starts a private dockerd (no network of its own) unless DOCKER_HOST already answers,
+# makes .venv with the package and its test extras if it lacks them, then pytest with
+# every service required: all of it with Nix's sandbox on (as users' Nix has it), then
+# the Nix builds again with it off (Debian's default). tests/nix_settings.py holds the
+# Nix settings of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Every service is required: name what Debian lacks in one line rather than fail test by test.
+# Every service is required: install what Debian lacks (as root), or name it in one line
+# rather than fail test by test.
 if command -v dpkg-query >/dev/null; then
-  missing=()
-  for package in $(sed 's/#.*//' scripts/debian-packages); do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "scripts/test.sh: missing Debian packages; as root: apt-get install --no-install-recommends ${missing[*]} (or .ci/run, which installs them)" >&2
+  if ! scripts/install-debian-packages.sh scripts/debian-packages tests/nixpkgs-shim/debian-packages; then
     if [ $# -eq 0 ]; then exit 1; fi  # the whole suite cannot pass; a chosen test file may
   fi
 fi
