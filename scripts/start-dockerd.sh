@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Starts a private Docker engine with no network of its own (no bridge, no iptables),
-# state under $1 (default /run/layered-image-docker: only root writes /run, so no other
-# user can plant a socket or symlinks there), and prints the DOCKER_HOST to use.
+# state under $1 (default /var/lib/layered-image-docker: only root writes there, so no
+# other user can plant a socket or symlinks, and it is on disk, not /run's small tmpfs),
+# and prints the DOCKER_HOST to use.
 # usage: eval "$(scripts/start-dockerd.sh [DIR])"
 set -euo pipefail
-dir=${1:-/run/layered-image-docker}
+dir=${1:-/var/lib/layered-image-docker}
 sock="$dir/docker.sock"
 mkdir -p "$dir/root" "$dir/exec"
 if ! DOCKER_HOST="unix://$sock" /usr/bin/docker version >/dev/null 2>&1; then
