@@ -69,7 +69,8 @@ class Progress:
             self.stream.write("\n")
         if not self.quiet:
             rate = human_bytes(self.done / elapsed) if elapsed > 0 else "-"
-            print(f"wrote {human_bytes(self.done)} in {elapsed:.1f} s ({rate}/s)", file=self.stream)
+            seconds = f"{elapsed:.1f}" if elapsed >= 1 else f"{elapsed:.2g}"  # not "0.0 s" at 47 MB/s
+            print(f"wrote {human_bytes(self.done)} in {seconds} s ({rate}/s)", file=self.stream)
 
     def _draw(self) -> None:
         self.last_draw = now = time.monotonic()

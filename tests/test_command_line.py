@@ -165,6 +165,15 @@ def test_progress_bar_names_store_paths_by_name_not_by_hash():
     assert hashes[0][:8] not in screen.getvalue()
 
 
+def test_progress_summary_of_a_quick_write_is_not_zero_seconds():
+    screen = io.StringIO()
+    progress = Progress(2_000_000, stream=screen)
+    progress.advance(2_000_000)
+    progress.finish()
+    summary = screen.getvalue().splitlines()[-1]
+    assert summary.startswith("wrote 2.0 MB in ") and " in 0.0 s" not in summary, summary
+
+
 # -- --help ----------------------------------------------------------------------------------------
 
 
