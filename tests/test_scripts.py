@@ -45,13 +45,15 @@ def test_example_script_builds_loads_and_runs_the_example_image(tmp_path, docker
 def test_installer_names_missing_packages_to_a_user_who_cannot_install_them():
     need(os.geteuid() == 0 and shutil.which("setpriv") is not None, "root, to run as nobody")
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    with tempfile.TemporaryDirectory() as readable_by_all:  # pytest's tmp_path is root's alone
+    # pytest's tmp_path is root's alone, and so is a clone under /root: copy the script out
+    with tempfile.TemporaryDirectory() as readable_by_all:
         Path(readable_by_all).chmod(0o755)
+        installer = shutil.copy(REPO / "scripts" / "install-debian-packages.sh", readable_by_all)
         listing = Path(readable_by_all) / "packages"
         listing.write_text("# a comment\ncoreutils  no-such-package-here # another\n")
         listing.chmod(0o644)
         result = subprocess.run(
-            [*nobody, REPO / "scripts" / "install-debian-packages.sh", listing],
+            [*nobody, installer, listing],
             capture_output=True,
             text=True,
             check=False,
