@@ -53,8 +53,10 @@ from layered_image.files import write_file
 from layered_image.progress import Progress
 
 if TYPE_CHECKING:  # the registry client (http, ssl) is imported only by push and index
+    from layered_image.archive.blobs import Blob
     from layered_image.registry.blob_locations import BlobLocations
     from layered_image.registry.client import Registry
+    from layered_image.registry.push import ImageToPush
     from layered_image.registry.reference import Reference
 
 
@@ -117,12 +119,17 @@ def push_image(conf: StreamConf, request: PushRequest) -> str:
     conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
     sbom = _sbom_document(conf) if request.sbom else None  # before anything is sent
     with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
-        image = _oci_image(conf, request.compression, scratch, resources, say)
-        result = push(image, registry, target.tag, say, seen)
+        result = push(
+            _image_to_push(conf, request.compression, scratch, resources, say),
+            registry,
+            target.tag,
+            say,
+            seen,
+        )
         if sbom is not None:
             from layered_image.sbom.referrer import attach_sbom
 
-            attach_sbom(registry, image.manifest, sbom, say)
+            attach_sbom(registry, result.image.manifest, sbom, say)
     say(f"{target}: {result.summary()}")
     _write_digest(request.digestfile, result.manifest_digest)
     return result.manifest_digest
@@ -144,7 +151,7 @@ def push_index(confs: list[StreamConf], request: PushRequest) -> str:
         for number, conf in enumerate(confs):
             conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
             (scratch / str(number)).mkdir()
-            images.append(_oci_image(conf, request.compression, scratch / str(number), resources, say))
+            images.append(_image_to_push(conf, request.compression, scratch / str(number), resources, say))
         digest = push(images, registry, target.tag, say, seen)
     say(f"{target}: index {digest} of {', '.join(str(image.platform) for image in images)}")
     _write_digest(request.digestfile, digest)
@@ -185,18 +192,25 @@ def _blob_locations(say: Callable[[str], None]) -> Iterator[BlobLocations]:
         say(f"note: could not remember the pushed blobs for later mounts ({problem})")
 
 
-def _oci_image(
+def _image_to_push(
     conf: StreamConf, compression: str, scratch: Path, resources: ExitStack, say: Callable[[str], None]
-) -> OciImage:
-    """The image as blobs; a layer the digest cache knows is not read unless it must be sent."""
+) -> ImageToPush:
+    """The image, planned, to be made as blobs while a push sends them; a layer the digest
+    cache knows is not read unless it must be sent."""
     from layered_image.archive.digest_cache import DigestCache
+    from layered_image.registry.push import ImageToPush
 
     layers, meta = plan_image(conf, resources)
     cache = DigestCache()
-    image = build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True), cache)
-    for note in cache.notes[:1]:
-        say(note)
-    return image
+    known = [digests.blob_digest for layer in layers if (digests := cache.known(layer, compression))]
+
+    def make(send: Callable[[Blob], None]) -> OciImage:
+        image = build_oci_image(layers, meta, compression, scratch, Progress(None, quiet=True), cache, send)
+        for note in cache.notes[:1]:
+            say(note)
+        return image
+
+    return ImageToPush(make, meta.platform, known, sum(layer.size for layer in layers))
 
 
 def _registry(request: PushRequest) -> tuple[Reference, Registry, Callable[[str], None]]:

@@ -76,6 +76,10 @@ class DigestCache:
             return None
         return digests if digests.well_formed() else None
 
+    def known(self, layer: LayerSource, compression: str) -> Digests | None:
+        key = self.key(layer, compression)
+        return self.get(key) if key else None
+
     def put(self, key: str, digests: Digests) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

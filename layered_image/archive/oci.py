@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +56,11 @@ def build_oci_image(
     scratch: Path,
     progress: Progress,
     cache: DigestCache | None = None,
+    on_layer: Callable[[Blob], None] = lambda blob: None,
 ) -> OciImage:
     """Every layer as a blob in `scratch` (or, with a digest cache that knows it, as a
-    blob made only if read), then the config and the manifest."""
+    blob made only if read), each handed to `on_layer` once made (a push sends it while
+    the next is made), then the config and the manifest."""
     blobs, diff_ids = [], []
     for number, layer in enumerate(layers, start=1):
         progress.step(f"layer {number}/{len(layers)}: {layer.comment[:200]}")
@@ -67,6 +69,7 @@ def build_oci_image(
             progress.advance(layer.size)
         blobs.append(blob)
         diff_ids.append(diff_id)
+        on_layer(blob)
     config = json_blob(canonical_json(image_config(meta, layers, diff_ids)), CONFIG_MEDIA_TYPE)
     manifest = {
         "schemaVersion": 2,

@@ -2,18 +2,24 @@
 it; mount it from another repository of the same registry where it was seen before
 (see blob_locations); upload the rest in parallel (see upload), each step with
 retries; put the manifest only once every blob is there, so no manifest ever names a
-missing blob."""
+missing blob.
+
+Blobs go up as they are made: while layer k+1 is compressed into scratch, layer k is
+already being checked and sent (a blob's digest, which the HEAD and the upload need, is
+known only after its last byte). A failure on either side stops the other: no more
+layers are made once an upload failed, and no more are sent once making one failed."""
 
 from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from layered_image.archive.blobs import Blob, json_blob
 from layered_image.archive.oci import INDEX_MEDIA_TYPE, OciImage, index_json, platform_entry
 from layered_image.errors import UserError
+from layered_image.platform import Platform
 from layered_image.registry.blob_locations import BlobLocations
 from layered_image.registry.client import Registry
 from layered_image.registry.upload import has_blob, upload_blob
@@ -23,11 +29,28 @@ PARALLEL = 4
 
 PUSHED, MOUNTED, THERE = "pushed", "mounted", "already there"
 
+SendBlob = Callable[[Blob], None]
+
+
+@dataclass
+class ImageToPush:
+    """An image not made yet: `make(send)` makes it, handing each layer's blob to `send`
+    as soon as it is made, and returns it."""
+
+    make: Callable[[SendBlob], OciImage]
+    platform: Platform
+    known_digests: list[str]  # blobs known before making (the digest cache's): their mount sources
+    planned_bytes: int  # about what will be sent, for the push's deadline
+
 
 @dataclass
 class PushResult:
-    manifest_digest: str
+    image: OciImage
     outcomes: dict[str, list[Blob]]  # PUSHED, MOUNTED or THERE: the blobs that went so
+
+    @property
+    def manifest_digest(self) -> str:
+        return self.image.manifest.digest
 
     def summary(self) -> str:
         parts = []
@@ -40,40 +63,92 @@ class PushResult:
 
 
 def push_image(
-    image: OciImage, registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
+    to_push: ImageToPush, registry: Registry, tag: str | None, say: Callable[[str], None], seen: BlobLocations
 ) -> PushResult:
-    blobs = list({blob.digest: blob for blob in [*image.layers, image.config]}.values())
-    sources = {blob.digest: seen.elsewhere(registry.host, blob.digest, registry.repository) for blob in blobs}
-    registry.pull_scopes = sorted({repo for repos in sources.values() for repo in repos})  # for mounts
-    if registry.deadline is None:  # (an index has set one for all its images)
-        registry.start_deadline(sum(blob.size for blob in blobs))
-    registry.connect()
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        outcomes = list(pool.map(lambda blob: _push_blob(registry, blob, sources[blob.digest], say), blobs))
-    manifest = image.manifest
-    registry.with_retries(f"putting the manifest {tag}", lambda: _put_manifest(registry, manifest, tag))
-    seen.record(registry.host, registry.repository, [blob.digest for blob in blobs])
+    """Make and push the image; its manifest goes under `tag`, or by its digest for None."""
+    if not registry.connected:  # (an index has connected for all its images)
+        registry.pull_scopes = _mount_scopes(registry, seen, to_push.known_digests)
+        registry.start_deadline(to_push.planned_bytes)
+        registry.connect()
+    with BlobSender(registry, say, seen) as sender:
+        image = to_push.make(sender.send)
+        for blob in [*image.layers, image.config]:  # (those `make` did not hand on)
+            sender.send(blob)
+        outcomes = sender.outcomes()
+    manifest, reference = image.manifest, tag or image.manifest.digest
+    registry.with_retries(
+        f"putting the manifest {reference}", lambda: _put_manifest(registry, manifest, reference)
+    )
+    seen.record(registry.host, registry.repository, [blob.digest for blob, _ in outcomes])
     by_outcome: dict[str, list[Blob]] = {}
-    for blob, outcome in zip(blobs, outcomes, strict=True):
+    for blob, outcome in outcomes:
         by_outcome.setdefault(outcome, []).append(blob)
-    return PushResult(manifest.digest, by_outcome)
+    return PushResult(image, by_outcome)
 
 
 def push_index(
-    images: list[OciImage], registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
+    images: list[ImageToPush], registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
 ) -> str:
     """Each image by digest, then an OCI image index naming them per platform under `tag`."""
     platforms = [str(image.platform.normalized()) for image in images]
     twice = sorted({platform for platform in platforms if platforms.count(platform) > 1})
     if twice:
         raise UserError(f"two images for the same platform ({', '.join(twice)}); give one each")
-    registry.start_deadline(sum(blob.size for image in images for blob in image.blobs()))
-    for image in images:
-        result = push_image(image, registry, image.manifest.digest, say, seen)
-        say(f"{image.platform}: {result.summary()}")
-    index = json_blob(index_json([platform_entry(image) for image in images]), INDEX_MEDIA_TYPE)
+    registry.pull_scopes = _mount_scopes(registry, seen, [d for image in images for d in image.known_digests])
+    registry.start_deadline(sum(image.planned_bytes for image in images))
+    registry.connect()
+    pushed = []
+    for to_push in images:
+        result = push_image(to_push, registry, None, say, seen)
+        say(f"{to_push.platform}: {result.summary()}")
+        pushed.append(result.image)
+    index = json_blob(index_json([platform_entry(image) for image in pushed]), INDEX_MEDIA_TYPE)
     registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
     return index.digest
+
+
+class BlobSender:
+    """Checks, mounts or uploads each blob handed to it on a pool of PARALLEL threads,
+    while the caller goes on making the next. Use as a context manager: leaving it by an
+    error drops what is queued and does not wait for uploads under way."""
+
+    def __init__(self, registry: Registry, say: Callable[[str], None], seen: BlobLocations) -> None:
+        self.registry, self.say, self.seen = registry, say, seen
+        self.pool = ThreadPoolExecutor(PARALLEL)
+        self.sent: dict[str, tuple[Blob, Future[str]]] = {}
+
+    def __enter__(self) -> BlobSender:
+        return self
+
+    def __exit__(self, error_type: object, *_: object) -> None:
+        # On an error the process is about to report it and exit: uploads under way die with it.
+        self.pool.shutdown(wait=error_type is None, cancel_futures=True)
+
+    def send(self, blob: Blob) -> None:
+        self._raise_first_failure()  # an upload failed: make no more layers
+        if blob.digest in self.sent:
+            return
+        registry = self.registry
+        sources = self.seen.elsewhere(registry.host, blob.digest, registry.repository)
+        future = self.pool.submit(_push_blob, registry, blob, sources, self.say)
+        self.sent[blob.digest] = (blob, future)
+
+    def outcomes(self) -> list[tuple[Blob, str]]:
+        """Each blob with its outcome, in the order handed on, once all are in."""
+        return [(blob, future.result()) for blob, future in self.sent.values()]
+
+    def _raise_first_failure(self) -> None:
+        for _, future in self.sent.values():
+            if future.done() and future.exception() is not None:
+                future.result()
+
+
+def _mount_scopes(registry: Registry, seen: BlobLocations, digests: list[str]) -> list[str]:
+    """The other repositories of this registry the known blobs were seen in (the token must
+    read them to mount from them)."""
+    return sorted(
+        {repo for digest in digests for repo in seen.elsewhere(registry.host, digest, registry.repository)}
+    )
 
 
 def _push_blob(registry: Registry, blob: Blob, sources: list[str], say: Callable[[str], None]) -> str:
