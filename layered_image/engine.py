@@ -210,7 +210,7 @@ def _image_to_push(
             say(note)
         return image
 
-    return ImageToPush(make, meta.platform, known, sum(layer.size for layer in layers))
+    return ImageToPush(make, meta.platform, known)  # (sizes unasked: a known layer is not even planned)
 
 
 def _registry(request: PushRequest) -> tuple[Reference, Registry, Callable[[str], None]]:

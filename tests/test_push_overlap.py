@@ -60,7 +60,7 @@ def pushing(tmp_path: Path, layers: list[LayerSource]) -> ImageToPush:
     def make(send: Callable[[Blob], None]) -> OciImage:
         return build_oci_image(layers, meta(), "gzip", scratch, Progress(None, quiet=True), None, send)
 
-    return ImageToPush(make, Platform("amd64", None), [], LAYER * len(layers))
+    return ImageToPush(make, Platform("amd64", None), [])
 
 
 def manifest_status(target: Registry) -> int:

@@ -230,9 +230,14 @@ class Registry:
             secrets += [self.credentials[1], _basic(self.credentials).partition(" ")[2]]
         return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
-    def start_deadline(self, total_bytes: int) -> None:
-        """A push must be done by PUSH_SECONDS plus its bytes' time at MIN_RATE."""
-        self.deadline = time.monotonic() + PUSH_SECONDS + total_bytes / MIN_RATE
+    def start_deadline(self) -> None:
+        """A push must be done by PUSH_SECONDS plus its blobs' time at MIN_RATE (each blob's
+        added as it is handed on: they are made during the push)."""
+        self.deadline = time.monotonic() + PUSH_SECONDS
+
+    def extend_deadline(self, blob_bytes: int) -> None:
+        if self.deadline is not None:
+            self.deadline += blob_bytes / MIN_RATE
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:

@@ -40,7 +40,6 @@ class ImageToPush:
     make: Callable[[SendBlob], OciImage]
     platform: Platform
     known_digests: list[str]  # blobs known before making (the digest cache's): their mount sources
-    planned_bytes: int  # about what will be sent, for the push's deadline
 
 
 @dataclass
@@ -68,7 +67,7 @@ def push_image(
     """Make and push the image; its manifest goes under `tag`, or by its digest for None."""
     if not registry.connected:  # (an index has connected for all its images)
         registry.pull_scopes = _mount_scopes(registry, seen, to_push.known_digests)
-        registry.start_deadline(to_push.planned_bytes)
+        registry.start_deadline()
         registry.connect()
     with BlobSender(registry, say, seen) as sender:
         image = to_push.make(sender.send)
@@ -95,7 +94,7 @@ def push_index(
     if twice:
         raise UserError(f"two images for the same platform ({', '.join(twice)}); give one each")
     registry.pull_scopes = _mount_scopes(registry, seen, [d for image in images for d in image.known_digests])
-    registry.start_deadline(sum(image.planned_bytes for image in images))
+    registry.start_deadline()
     registry.connect()
     pushed = []
     for to_push in images:
@@ -129,6 +128,7 @@ class BlobSender:
         if blob.digest in self.sent:
             return
         registry = self.registry
+        registry.extend_deadline(blob.size)
         sources = self.seen.elsewhere(registry.host, blob.digest, registry.repository)
         future = self.pool.submit(_push_blob, registry, blob, sources, self.say)
         self.sent[blob.digest] = (blob, future)
