@@ -17,7 +17,7 @@ from layered_image.config import (
     validate_config,
     validate_timestamp,
 )
-from layered_image.errors import UserError
+from layered_image.errors import UserError, first_few
 from layered_image.graph import is_store_path
 from layered_image.names import repo_tag_problem
 from layered_image.platform import Platform, validate_platform
@@ -62,7 +62,7 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     that a typo is an error, not an image without what the misspelt key held."""
     problems = schema_problems(conf_schema(), raw, "conf")
     if problems:
-        raise ConfError(f"{source}: {_shown(problems)}")
+        raise ConfError(f"{source}: {first_few(problems, 5, '; ')}")
     config = raw.get("config")
     if config == {}:  # nixpkgs' default: the same as none (written as {})
         config = None
@@ -83,7 +83,7 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
     owner_problems, owner = _owner(raw)
     problems += owner_problems
     if problems:
-        raise ConfError(f"{source}: {_shown(problems)}")
+        raise ConfError(f"{source}: {first_few(problems, 5, '; ')}")
     created = now() if created_text == "now" else parse_time(created_text)
     mtime = int(created.timestamp()) if mtime_text == "now" else int(parse_time(mtime_text).timestamp())
     return StreamConf(
@@ -98,10 +98,6 @@ def parse_conf(raw: dict[str, Any], repo_tag: str | None = None, source: str = "
         created=created,
         owner=Owner(mtime=mtime, **owner),
     )
-
-
-def _shown(problems: list[str]) -> str:
-    return "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
 def _check_store_layers(layers: Any, store_dir: Any) -> list[str]:

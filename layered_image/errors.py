@@ -22,9 +22,9 @@ class StoreChangedError(UserError):
     """A store file is not what it was when its layer was planned."""
 
 
-def first_few(paths: list[str], count: int = 3) -> str:
-    """The first `count` paths and how many more, for a one-line message about a long list."""
-    return ", ".join(paths[:count]) + (f" and {len(paths) - count} more" if len(paths) > count else "")
+def first_few(items: list[str], count: int = 3, separator: str = ", ") -> str:
+    """The first `count` items and how many more, for a one-line message about a long list."""
+    return separator.join(items[:count]) + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
 def silence_stdout() -> None:

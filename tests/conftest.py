@@ -156,6 +156,24 @@ def podman_load(archive: str | Path) -> list[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own XDG_CACHE_HOME: the layer digests and blob locations its pushes
+    record are seen by no other test (and are not the user's); the layered-image folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "layered-image"
+
+
+@pytest.fixture
+def registry(tmp_path: Path, own_cache: Path) -> Iterator[Any]:
+    """Debian's docker-registry on a free 127.0.0.1 port, this test's alone (as are its caches)."""
+    from registry_fixtures import start_registry
+
+    running = start_registry(tmp_path / "registry")
+    yield running
+    running.stop()
+
+
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory: pytest.TempPathFactory):
     """A CA and a server TLS context for 127.0.0.1 and 127.0.0.2 (tests/hostile_registry.py)."""

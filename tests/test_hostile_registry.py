@@ -34,10 +34,7 @@ from registry_fixtures import FaultyProxy, start_registry
 from layered_image.cli import main
 from layered_image.registry import client, upload
 
-
-@pytest.fixture(autouse=True)
-def own_blob_cache(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from layered_image.cli import main
 
 
 @pytest.fixture(autouse=True)
-def own_caches(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "layered-image" / "layer-digests"
+def own_caches(own_cache: Path) -> Path:
+    return own_cache / "layer-digests"
 
 
 @pytest.fixture

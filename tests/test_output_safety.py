@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from conftest import make_conf, need, run_cli
-from registry_fixtures import start_registry
 
 from layered_image import nix_build
 
@@ -32,18 +31,10 @@ def conf(tmp_path: Path, fake_store: Path) -> Path:
     return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store), repo_tag="safety:1")
 
 
-@pytest.fixture
-def registry(tmp_path: Path):
-    running = start_registry(tmp_path / "registry")
-    yield running
-    running.stop()
-
-
 @pytest.fixture(autouse=True)
-def blob_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def blob_cache(own_cache: Path) -> Path:
     """The push's cache of blob locations, under this test's directory."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "layered-image" / "blob-locations.json"
+    return own_cache / "blob-locations.json"
 
 
 def with_umask(mask: int) -> Callable[[], None]:

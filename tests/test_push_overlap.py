@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from registry_fixtures import start_registry
 
 from layered_image.archive.blobs import Blob
 from layered_image.archive.image import ImageMeta
@@ -24,13 +23,6 @@ from layered_image.registry.client import Registry
 from layered_image.registry.push import ImageToPush, push_image
 
 LAYER = 1 << 20
-
-
-@pytest.fixture
-def registry(tmp_path: Path):
-    running = start_registry(tmp_path / "registry")
-    yield running
-    running.stop()
 
 
 def meta() -> ImageMeta:
@@ -72,8 +64,7 @@ def client(registry) -> Registry:
     return Registry(registry.host, "overlap/image", tls_verify=False, retry_pause=0.05)
 
 
-def test_a_layer_goes_up_while_the_next_is_made(tmp_path, registry, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_a_layer_goes_up_while_the_next_is_made(tmp_path, registry):
     waited: list[float] = []
 
     def second_layer() -> Iterator[bytes]:
@@ -95,8 +86,7 @@ def test_a_layer_goes_up_while_the_next_is_made(tmp_path, registry, monkeypatch)
     assert manifest_status(target) == 200
 
 
-def test_a_layer_that_cannot_be_made_leaves_no_manifest(tmp_path, registry, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_a_layer_that_cannot_be_made_leaves_no_manifest(tmp_path, registry):
 
     def changed_under_us() -> Iterator[bytes]:
         yield b"x" * 100  # fewer bytes than planned: the store changed
@@ -110,8 +100,7 @@ def test_a_layer_that_cannot_be_made_leaves_no_manifest(tmp_path, registry, monk
     assert manifest_status(target) == 404
 
 
-def test_a_failed_upload_stops_the_making_of_layers(tmp_path, servers, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_a_failed_upload_stops_the_making_of_layers(tmp_path, servers, own_cache):
 
     def refusing_uploads(method: str, path: str, headers: dict[str, str], body: bytes):
         if path == "/v2/":

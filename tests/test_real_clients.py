@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from conftest import make_conf, need, run_cli
 from fresh_images import docker, docker_reads_zstd, fresh_busybox, fresh_name
-from registry_fixtures import start_registry
 
 from layered_image.archive.tar import CHARACTER_DEVICE, Member, header
 from layered_image.archive.tree_layer import write_tree_layer
@@ -30,14 +29,6 @@ from layered_image.errors import UserError
 def conf(tmp_path: Path, fake_store: Path) -> Path:
     paths = sorted(str(p) for p in fake_store.iterdir())
     return make_conf(tmp_path, [[paths[0]], paths[1:]], store_dir=str(fake_store))
-
-
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no blob mounts from other tests
-    running = start_registry(tmp_path / "registry")
-    yield running
-    running.stop()
 
 
 def members(archive: bytes) -> dict[str, bytes]:

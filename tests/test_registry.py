@@ -22,17 +22,9 @@ from layered_image.registry import blob_locations, upload
 
 
 @pytest.fixture(autouse=True)
-def blob_cache(tmp_path: Path, monkeypatch) -> Path:
+def blob_cache(own_cache: Path) -> Path:
     """Each test its own cache of where blobs were seen (pushes run as separate processes)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "layered-image" / "blob-locations.json"
-
-
-@pytest.fixture
-def registry(tmp_path: Path):
-    running = start_registry(tmp_path / "registry")
-    yield running
-    running.stop()
+    return own_cache / "blob-locations.json"
 
 
 @pytest.fixture
