@@ -97,7 +97,8 @@ def check_arguments(attrs: dict[str, Any]) -> list[str]:
 def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
     store_dir = os.path.dirname(attrs["configFile"])
     with ExitStack() as resources:
-        base = open_base_image(Path(attrs["fromImage"]), None, resources) if attrs.get("fromImage") else None
+        base_tag = attrs.get("fromImageNameTag")  # which image of an archive holding several
+        base = open_base_image(Path(attrs["fromImage"]), base_tag, resources) if attrs.get("fromImage") else None
         base_layers = len(base.layers) if base else 0
         store_layers = image_store_layers(attrs, base_layers)
         if base_layers + len(store_layers) + 1 > DOCKER_MAX_LAYERS:  # a pipeline has no budget
@@ -119,6 +120,7 @@ def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
         "variant": attrs.get("variant") or None,
         "store_dir": store_dir,
         "from_image": attrs.get("fromImage"),
+        "from_image_tag": attrs.get("fromImageNameTag"),
         "store_layers": store_layers,
         "customisation_layer": attrs["customisation"],
         "repo_tag": f"{attrs['imageName']}:{tag}",

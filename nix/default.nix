@@ -78,6 +78,8 @@ let
     { name
     , tag ? null
     , fromImage ? null
+    , fromImageName ? null  # with fromImageTag: the image of a fromImage archive holding several
+    , fromImageTag ? null
     , contents ? [ ]
     , config ? { }
     , architecture ? null
@@ -132,6 +134,11 @@ let
         inherit imageName;
         imageTag = tag;
         fromImage = if fromImage == null then null else "${fromImage}";
+        fromImageNameTag =
+          if fromImageName == null && fromImageTag == null then null
+          else if fromImageName == null || fromImageTag == null
+          then throw "layered-image: fromImageName and fromImageTag go together: they name NAME:TAG in fromImage"
+          else "${fromImageName}:${fromImageTag}";
         architecture = if architecture == null then goarch else architecture;
         # the host's variant goes with the host's architecture only
         variant = if variant == null && architecture == null then hostVariant else variant;

@@ -58,6 +58,13 @@ IMAGES = """
     Env = [ "PATH=/bin" "FROM_BASE=1" "SHARED=base" ];
     Cmd = [ "/bin/sh" "-c" "echo $FROM_BASE $SHARED $MINE" ];
     WorkingDir = "/base"; User = "0"; ExposedPorts."80/tcp" = { }; Labels.from = "base"; }; });
+  fromSecondOfTwo = li.streamLayeredImage (common // { name = "li-test/from-second";
+    fromImage = ./two-images.tar; fromImageName = "li-base/two"; fromImageTag = "2";
+    config.Cmd = [ "/bin/sh" "-c" "cat /marker" ]; });
+  fromOneOfTwoUnnamed = li.streamLayeredImage (common // { name = "li-test/from-unnamed";
+    fromImage = ./two-images.tar; });
+  fromNameWithoutTag = li.streamLayeredImage (common // { name = "li-test/from-name-only";
+    fromImage = ./two-images.tar; fromImageName = "li-base/two"; });
   onBaseHoldingContents = li.streamLayeredImage (common // { name = "li-test/on-base";
     fromImage = baseImage; });
   derived = li.streamLayeredImage { name = "li-test/derived"; tag = "v1"; fromImage = baseImage;
@@ -378,6 +385,38 @@ def test_paths_the_base_holds_are_not_stored_again_and_the_build_log_says_so(use
     base = inspect(load_tarball(user_flake, "baseImage"))["RootFS"]["Layers"]
     assert inspect(tag)["RootFS"]["Layers"][:-1] == base  # no store layer: only the top layer added
     assert run(tag).strip() == "ok"
+
+
+@pytest.fixture
+def two_images(user_flake: Path, docker_host: str, tmp_path: Path) -> None:
+    """A `docker save` of two images (docker import of one marker file each), in the flake."""
+    for name, tag in (("one", "1"), ("two", "2")):
+        rootfs = tmp_path / name
+        (rootfs).mkdir()
+        (rootfs / "marker").write_text(f"{name}\n")
+        packed = subprocess.run(["tar", "-C", str(rootfs), "-c", "marker"], capture_output=True, check=True)
+        subprocess.run(["docker", "import", "-", f"li-base/{name}:{tag}"], input=packed.stdout, check=True,
+                       capture_output=True)  # fmt: skip
+    archive = user_flake / "two-images.tar"
+    subprocess.run(["docker", "save", "-o", str(archive), "li-base/one:1", "li-base/two:2"], check=True)
+
+
+def test_from_image_name_and_tag_pick_one_image_of_several(user_flake, two_images):
+    tag = load(user_flake, "fromSecondOfTwo")
+    assert run(tag).strip() == "two"
+
+
+def test_from_image_of_several_images_unnamed_is_one_line_naming_them(user_flake, two_images):
+    built = build(user_flake, "fromOneOfTwoUnnamed")
+    assert built.returncode != 0
+    log = nix("log", ".#fromOneOfTwoUnnamed", "--no-write-lock-file", cwd=user_flake).stdout
+    line = next(line for line in (built.stderr + log).splitlines() if "name one of" in line)
+    assert "2 images; name one of: li-base/one:1, li-base/two:2" in line and "fromImageName" in line
+
+
+def test_from_image_name_without_tag_is_refused_at_evaluation(user_flake, two_images):
+    built = build(user_flake, "fromNameWithoutTag")
+    assert built.returncode != 0 and "fromImageName and fromImageTag go together" in built.stderr
 
 
 def load_tarball(flake: Path, attr: str) -> str:

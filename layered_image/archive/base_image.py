@@ -241,7 +241,10 @@ def _choose_image(manifest: Any, tag: str | None, where: str) -> dict[str, Any]:
         if tag is not None and _names_image(entry.get("RepoTags"), tag):
             return entry
     wanted = f"no image tagged {tag!r}" if tag else f"{len(manifest)} images"
-    raise BaseImageError(f"{where}: {wanted}; name one of: {', '.join(tags) or '(untagged)'}")
+    raise BaseImageError(
+        f"{where}: {wanted}; name one of: {', '.join(tags) or '(untagged)'}"
+        " (Nix: fromImageName and fromImageTag; a conf: from_image_tag)"
+    )
 
 
 def _names_image(repo_tags: Any, tag: str) -> bool:
