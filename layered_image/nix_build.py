@@ -97,8 +97,9 @@ def check_arguments(attrs: dict[str, Any]) -> list[str]:
 def image_conf(attrs: dict[str, Any], out: Path) -> dict[str, Any]:
     store_dir = os.path.dirname(attrs["configFile"])
     with ExitStack() as resources:
-        base_tag = attrs.get("fromImageNameTag")  # which image of an archive holding several
-        base = open_base_image(Path(attrs["fromImage"]), base_tag, resources) if attrs.get("fromImage") else None
+        base = None
+        if attrs.get("fromImage"):  # fromImageNameTag: which image of an archive holding several
+            base = open_base_image(Path(attrs["fromImage"]), attrs.get("fromImageNameTag"), resources)
         base_layers = len(base.layers) if base else 0
         store_layers = image_store_layers(attrs, base_layers)
         if base_layers + len(store_layers) + 1 > DOCKER_MAX_LAYERS:  # a pipeline has no budget

@@ -66,7 +66,7 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
     for position, i in enumerate(sorted(range(len(graph)), key=lambda i: name_key(graph.paths[i]))):
         rank[i] = position
     new_updates = [bits.bit_count() for bits in closures]  # not yet in the union below
-    unplaced_bytes = [sum(size[m] for m in set_bits(bits)) for bits in closures]  # of the closure
+    unplaced_bytes = [summed(size, bits) for bits in closures]  # of the closure
     unplaced = (1 << len(graph)) - 1
     covered = 0
     order: list[int] = []
@@ -101,16 +101,26 @@ def stable_order(graph: ClosureGraph, closures: list[int], users: list[int]) -> 
             else:
                 place(stack.pop())
 
+    # The heap holds, per unplaced path, an entry no worse than its key (queued: its ratio).
+    # A key that got better is queued again; one that got worse only when its entry comes
+    # up, so the first entry that comes up with its true key is the best of all.
     heap = [(*key(i), i) for i in range(len(graph))]
     heapq.heapify(heap)
+    queued = [ratio for ratio, _, _ in sorted(heap, key=lambda entry: entry[2])]
     while heap:
         for u in changed:  # once per closure laid out, not once per change: far fewer entries
-            if unplaced >> u & 1:
-                heapq.heappush(heap, (*key(u), u))
+            if unplaced >> u & 1 and (ratio := key(u)[0]) < queued[u]:
+                heapq.heappush(heap, (ratio, rank[u], u))
+                queued[u] = ratio
         changed.clear()
         ratio, _, i = heapq.heappop(heap)
-        if unplaced >> i & 1 and ratio == key(i)[0]:  # else placed, or stale: a fresher entry exists
+        if not unplaced >> i & 1 or ratio != queued[i]:
+            continue  # placed, or superseded by a better entry
+        if (now := key(i)[0]) == ratio:
             lay_out(i)
+        else:  # worse since queued
+            heapq.heappush(heap, (now, rank[i], i))
+            queued[i] = now
     return order
 
 
@@ -276,6 +286,16 @@ def _closures(graph: ClosureGraph) -> tuple[list[int], list[int]]:
             bits |= users[p]
         users[i] = bits
     return closures, users
+
+
+ONES = bytes.maketrans(b"01", b"\x00\x01")
+
+
+def summed(values: list[int], bits: int) -> int:
+    """The sum of values[i] over the set bits i; a dense set as a mask for compress (in C)."""
+    if bits.bit_count() <= 32:
+        return sum(values[i] for i in set_bits(bits))
+    return sum(itertools.compress(values, format(bits, "b")[::-1].encode().translate(ONES)))
 
 
 def set_bits(bits: int) -> Iterator[int]:
