@@ -591,19 +591,21 @@ def _inner(err: BaseException) -> BaseException | None:
 
 
 def _reason(err: BaseException) -> str:
-    """What went wrong with a connection, in a few words: its innermost cause."""
-    for _ in range(8):  # (a chain of causes is short; never loop on a cycle)
-        if isinstance(err, _DeadlineError):
-            return str(err)
-        if isinstance(err, TimeoutError | urllib3.exceptions.TimeoutError):
-            return f"no answer within {IDLE_SECONDS} s"
-        inner = _inner(err)
-        if inner is None:
-            break
-        err = inner
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err) or type(err).__name__
+    """What went wrong with a connection, in a few words: its innermost cause. (urllib3's
+    NewConnectionError is a ConnectTimeoutError, also for a refused connection: the cause
+    decides, not the wrapper.)"""
+    chain = [err]
+    while len(chain) < 8 and (inner := _inner(chain[-1])) is not None:  # (never loop on a cycle)
+        chain.append(inner)
+    for cause in chain:
+        if isinstance(cause, _DeadlineError):
+            return str(cause)
+    innermost = chain[-1]
+    if isinstance(innermost, OSError) and innermost.strerror and not isinstance(innermost, TimeoutError):
+        return innermost.strerror
+    if any(isinstance(cause, TimeoutError | urllib3.exceptions.TimeoutError) for cause in chain):
+        return f"no answer within {IDLE_SECONDS} s"
+    return str(innermost) or type(innermost).__name__
 
 
 def _tls_failure(err: BaseException) -> BaseException | None:
