@@ -123,6 +123,33 @@ def test_a_busy_registry_is_retried_after_the_time_it_asks_for(conf, servers, ca
     assert sum(seen.method == "PUT" and "/manifests/" in seen.path for seen in servers.log) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [(404, "does not answer as a registry: GET /v2/ answered 404"), (503, "is down: GET /v2/ answered 503")],
+)
+def test_a_server_that_is_no_registry_is_one_line_at_once(conf, servers, capsys, status, says):
+    """A web server (GET /v2/ is 404) or a registry that is down: no blob is tried."""
+    front_page = registry(
+        overrides=lambda method, path, headers: (status, {}, b"<html>") if path == "/v2/" else None
+    )
+    server = servers("127.0.0.1", front_page)
+    code = push(conf, server.host, "--tls-verify=false")
+    error = capsys.readouterr().err
+    assert code == 1 and says in error and error.count("\n") == 1, error
+    assert [seen.path for seen in servers.log if seen.path != "/v2/"] == []
+
+
+def test_not_implemented_is_not_retried(conf, servers, capsys):
+    no_uploads = registry(
+        overrides=lambda method, path, headers: (501, {}, b"no uploads") if method == "POST" else None
+    )
+    server = servers("127.0.0.1", no_uploads)
+    code = push(conf, server.host, "--tls-verify=false")
+    error = capsys.readouterr().err
+    assert code == 1 and "retrying" not in error and "501 no uploads" in error.splitlines()[-1], error
+    assert sum(seen.method == "POST" for seen in servers.log) <= 4  # each blob once at most, no retries
+
+
 def test_retry_after_as_an_http_date(conf, servers, capsys):
     when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1 to 2 s ahead
     server = servers(

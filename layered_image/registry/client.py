@@ -56,6 +56,7 @@ MAX_RETRY_AFTER = 60  # seconds: a longer Retry-After is cut to this
 MAX_REDIRECTS = 5
 POOL_SIZE = 8  # connections kept per origin: one for each of a push's threads, and spares
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+NEVER_BETTER = frozenset({501, 505})  # not implemented, HTTP version: a retry gets the same
 BUSY = frozenset({408, 429})  # request timeout, too many requests: worth another try, later
 
 # What a broken or hostile connection raises (urllib3's own errors, and http.client's and the
@@ -110,6 +111,7 @@ class Registry:
             if answer is None:
                 self.scheme = "http"
                 answer = self._send("GET", "/v2/")
+            self._check_registry(answer)
             self._authorize(answer)
         except TRANSPORT_ERRORS as err:
             through = _shown_proxy(_proxy_for(f"{self.scheme}://{self.host}/"))
@@ -117,6 +119,18 @@ class Registry:
             reason = f"TLS failed ({_tls_reason(tls)})" if tls else _reason(err)
             raise UserError(f"cannot reach registry {self.host}{through}: {self.shown(reason)}") from None
         self.connected = True
+
+    def _check_registry(self, answer: Response) -> None:
+        """A registry answers GET /v2/ with 200, or 401 to ask for credentials (the
+        distribution spec); anything else is no registry, or one that is down."""
+        if answer.status in (200, 401):
+            return
+        if answer.status >= 500:
+            raise UserError(f"registry {self.host} is down: GET /v2/ answered {answer.status}; try later")
+        raise UserError(
+            f"{self.host} does not answer as a registry: GET /v2/ answered {answer.status}"
+            " (a registry answers 200, or 401 for credentials); check the host and port"
+        )
 
     def _handshake_over_tls(self) -> Response | None:
         """The registry's answer to its first request over TLS; None when it speaks plain HTTP
@@ -164,7 +178,7 @@ class Registry:
             )
         if response.status == 401 and not refusal_ok:
             raise UserError(f"{self.host} refused the credentials for {self.repository} (401 on {method})")
-        if response.status >= 500 or response.status in BUSY:
+        if (response.status >= 500 and response.status not in NEVER_BETTER) or response.status in BUSY:
             wait = _retry_after(response.header("Retry-After"))
             raise RetryableError(f"{method} {self.shown(url)}: {response.status}", wait)
         return response
