@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from layered_image.errors import UserError, exit_promptly, reporting_errors
+from layered_image.options import OneLineParser
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -103,7 +104,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return commands[args.command](args)
 
 
-class Parser(argparse.ArgumentParser):
+class Parser(OneLineParser):
     """Offers only the public commands when a command name is mistyped."""
 
     def _check_value(self, action: argparse.Action, value: object) -> None:
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="layered-image", description="Layered Docker/OCI images from Nix closures.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # (for leftover arguments)
 
     layers = sub.add_parser("layers", help="print the layers a strategy makes of a closure graph")
     layers.add_argument(

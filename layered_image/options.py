@@ -7,10 +7,37 @@ heavy: `layered-image layers` should not pay for the archive writers' imports.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+from typing import NoReturn
 
 from layered_image.archive.compression import COMPRESSIONS
 
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A mistake on the command line is one line, with the near miss for a bad choice and
+    where to look, and exit 1, like every other bad input (argparse prints the usage block
+    and exits 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)$", message)
+        if choice:
+            offered = [name.strip().strip("'") for name in choice[2].split(",")]
+            near = difflib.get_close_matches(choice[1], offered, n=1)
+            if near:
+                message = message.replace(" (choose from", f"; did you mean {near[0]!r}? (choose from", 1)
+        self.exit(1, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        """Leftover arguments are the chosen command's mistake, named by it."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            commands = getattr(self, "commands", {})
+            (commands.get(command) or self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

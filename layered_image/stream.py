@@ -18,7 +18,7 @@ from layered_image.engine import (
     write_image,
 )
 from layered_image.errors import UserError, reporting_errors
-from layered_image.options import add_output_arguments, add_push_arguments
+from layered_image.options import OneLineParser, add_output_arguments, add_push_arguments
 
 
 def write_request(args: argparse.Namespace) -> WriteRequest:
@@ -72,7 +72,7 @@ def stream_script_main(conf_text: str, argv: list[str]) -> int:
     """What a Nix-built stream script runs: the conf is embedded in the script.
     `./result [flags]` streams; `./result push docker://...` pushes."""
     pushing = argv[:1] == ["push"]
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"{os.path.basename(sys.argv[0])}{' push' if pushing else ''}",
         description="Push this image to a registry." if pushing else
         "Stream this image (a docker-archive unless --format); `push docker://...` pushes it.",

@@ -174,6 +174,42 @@ def test_progress_summary_of_a_quick_write_is_not_zero_seconds():
     assert summary.startswith("wrote 2.0 MB in ") and " in 0.0 s" not in summary, summary
 
 
+# -- mistakes on the command line ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["strem", "c.json"],
+            "layered-image: error: argument COMMAND: invalid choice: 'strem'; did you mean 'stream'?",
+        ),
+        (["stream", "c.json", "--format", "docker"], "did you mean 'docker-archive'?"),
+        (["layers", "g.json", "--strategy", "stabel"], "did you mean 'stable'?"),
+        (
+            ["stream", "c.json", "other.json"],
+            "layered-image stream: error: unrecognized arguments: other.json",
+        ),
+        (
+            ["push", "c.json", "docker://h/r:1", "--tls-verify=no"],
+            "layered-image push: error: argument --tls-verify",
+        ),
+    ],
+)
+def test_command_line_mistakes_are_one_line_exit_1(argv, says):
+    error = one_line_error(run_cli(*argv))
+    assert says in error and error.rstrip().endswith("--help"), error
+
+
+def test_stream_script_flag_mistakes_are_one_line_exit_1(capsys):
+    from layered_image.stream import stream_script_main
+
+    with pytest.raises(SystemExit) as exited:
+        stream_script_main("{}", ["--format", "tar"])
+    error = capsys.readouterr().err
+    assert exited.value.code == 1 and error.count("\n") == 1 and "invalid choice: 'tar'" in error, error
+
+
 # -- --help ----------------------------------------------------------------------------------------
 
 
