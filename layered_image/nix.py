@@ -1,4 +1,4 @@
-"""Nix through subprocess: closures of existing store paths, builds, evaluations.
+"""Nix through subprocess: the closure of existing store paths.
 
 Every failure is one line naming the nix command and what it said; a missing `nix`
 binary says how to get one.
@@ -48,10 +48,3 @@ def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
     answer = strict_json.loads(text)
     return entries_of(answer, None, "nix path-info")
 
-
-def build(installable: str) -> list[str]:
-    return run_nix("build", "--no-link", "--print-out-paths", installable).split()
-
-
-def eval_json(installable: str) -> Any:
-    return strict_json.loads(run_nix("eval", "--json", installable))
