@@ -40,7 +40,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_validate_config(args: argparse.Namespace) -> int:
     from layered_image.config import load_json_file, validate_config
 
-    problems = validate_config(load_json_file(args.file, "config"))
+    config = load_json_file(args.file, "config")
+    if isinstance(config, dict) and "store_layers" in config:
+        raise UserError(
+            f"{args.file} is an image conf, not an image config: give its \"config\" alone"
+            " (stream, push and index check a whole conf as they load it)"
+        )
+    problems = validate_config(config)
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

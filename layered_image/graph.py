@@ -44,6 +44,11 @@ def read_graph_file(file: str | Path, key: str | None = None) -> list[dict[str, 
 def entries_of(data: Any, key: str | None, source: str) -> list[dict[str, Any]]:
     """The list of entries in `data`: the data itself, the list under `key`, or the entries
     of `nix path-info --json` output (an object keyed by store path since Nix 2.19)."""
+    if isinstance(data, dict) and key is None and "store_layers" in data:
+        raise GraphError(
+            f"{source} is an image conf, not a closure graph; give exportReferencesGraph's output"
+            " or `nix path-info --json --recursive`'s"
+        )
     if isinstance(data, dict) and key is None and isinstance(data.get("info"), dict) and "storeDir" in data:
         data = _from_json_format_2(data)  # nix path-info --json --json-format 2 (Nix 2.33)
     if isinstance(data, dict) and key is None and isinstance(data.get("storeDir"), str):

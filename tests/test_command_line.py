@@ -201,6 +201,20 @@ def test_command_line_mistakes_are_one_line_exit_1(argv, says):
     assert says in error and error.rstrip().endswith("--help"), error
 
 
+def test_a_conf_where_a_config_or_a_graph_belongs_is_named_as_such(tmp_path, fake_store):
+    conf = make_conf(tmp_path, [[str(next(fake_store.iterdir()))]], store_dir=str(fake_store))
+    assert "is an image conf, not an image config" in one_line_error(run_cli("validate-config", str(conf)))
+    assert "is an image conf, not a closure graph" in one_line_error(run_cli("layers", str(conf)))
+
+
+def test_a_missing_auth_file_is_one_plain_line(tmp_path, fake_store):
+    conf = make_conf(tmp_path, [[str(next(fake_store.iterdir()))]], store_dir=str(fake_store))
+    missing = tmp_path / "no-such" / "auth.json"
+    result = run_cli("push", str(conf), "docker://127.0.0.1:1/x:1", "--authfile", str(missing))
+    error = one_line_error(result)
+    assert f"cannot read the auth file {missing}: No such file or directory" in error and "Errno" not in error
+
+
 def test_stream_script_flag_mistakes_are_one_line_exit_1(capsys):
     from layered_image.stream import stream_script_main
 

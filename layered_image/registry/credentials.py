@@ -47,8 +47,10 @@ def _from_auth_file(path: Path, host: str, need_helpers: bool = True) -> tuple[s
     try:
         settings = json.loads(path.read_text())
         auths, helpers = settings.get("auths", {}), settings.get("credHelpers", {})
-    except (OSError, ValueError, AttributeError) as err:
-        raise UserError(f"cannot read the auth file {path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"cannot read the auth file {path}: {err.strerror or err}") from None
+    except (ValueError, AttributeError) as err:  # not JSON, or not an object
+        raise UserError(f"the auth file {path} is not a JSON object of auths: {err}") from None
     keys = [host, f"https://{host}", f"http://{host}"]
     if host == "registry-1.docker.io":
         keys += ["docker.io", "https://index.docker.io/v1/"]
