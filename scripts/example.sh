@@ -25,8 +25,15 @@ if ! nix "${nix_options[@]}" flake archive . 2>"$fetch_log"; then
 fi
 
 nix "${nix_options[@]}" build .#busybox "${build_options[@]}"
-docker version >/dev/null 2>&1 || eval "$(scripts/start-dockerd.sh)"
+private=
+if ! docker version >/dev/null 2>&1; then
+  eval "$(scripts/start-dockerd.sh)"
+  private=1
+fi
 loaded=$(./result | docker load)
 echo "$loaded"
 image=${loaded##*Loaded image: }
 docker run --rm --network none "$image"
+if [ -n "$private" ]; then
+  echo "scripts/example.sh: the image is in a private Docker engine (no network of its own); to use it: export DOCKER_HOST=$DOCKER_HOST" >&2
+fi

@@ -58,6 +58,8 @@ IMAGES = """
     Env = [ "PATH=/bin" "FROM_BASE=1" "SHARED=base" ];
     Cmd = [ "/bin/sh" "-c" "echo $FROM_BASE $SHARED $MINE" ];
     WorkingDir = "/base"; User = "0"; ExposedPorts."80/tcp" = { }; Labels.from = "base"; }; });
+  readmeExample = li.streamLayeredImage { name = "li-test/hello"; tag = "latest";
+    contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; extraCommands = common.extraCommands; };
   fromSecondOfTwo = li.streamLayeredImage (common // { name = "li-test/from-second";
     fromImage = ./two-images.tar; fromImageName = "li-base/two"; fromImageTag = "2";
     config.Cmd = [ "/bin/sh" "-c" "cat /marker" ]; });
@@ -385,6 +387,11 @@ def test_paths_the_base_holds_are_not_stored_again_and_the_build_log_says_so(use
     base = inspect(load_tarball(user_flake, "baseImage"))["RootFS"]["Layers"]
     assert inspect(tag)["RootFS"]["Layers"][:-1] == base  # no store layer: only the top layer added
     assert run(tag).strip() == "ok"
+
+
+def test_the_readme_flake_example_runs(user_flake, docker_host):
+    """README's first flake: hello in an image, Cmd /bin/hello (the stand-in's hello)."""
+    assert run(load(user_flake, "readmeExample")).strip() == "Hello, world!"
 
 
 @pytest.fixture

@@ -119,6 +119,12 @@
             chmod +x $out/bin/proot
           '';
           busybox = fromHost "busybox-static" "cp $host/usr/bin/busybox $out/bin/ && ln -s busybox $out/bin/sh";
+          # nixpkgs' hello, which the README's flake example puts in an image: a script the
+          # static busybox runs, so that it runs in a container too
+          hello = fromHost "hello-2.12-stand-in" ''
+            printf '#!%s/bin/sh\necho "Hello, world!"\n' ${self.busybox} > $out/bin/hello
+            chmod +x $out/bin/hello
+          '';
           pkgsCross.aarch64-multiplatform = packagesFor buildSystem "aarch64-linux";
           pkgsCross.raspberryPi = packagesFor buildSystem "armv6l-linux";
           pkgsCross.armv7l-hf-multiplatform = packagesFor buildSystem "armv7l-linux";
