@@ -251,6 +251,9 @@ def _write(layers: list[LayerSource], meta: ImageMeta, request: WriteRequest, pr
         silence_stdout()
         raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
     except OSError as err:  # disk full, a directory that is not there, ...
+        folder = Path(output).parent if output else None
+        if isinstance(err, FileNotFoundError) and folder is not None and not folder.exists():
+            raise UserError(f"cannot write the image to {output}: there is no directory {folder}") from None
         where = f" {err.filename}" if err.filename else ""
         raise UserError(f"cannot write the image{where}: {err.strerror}") from None
 
