@@ -146,13 +146,19 @@ def push_index(confs: list[StreamConf], request: PushRequest) -> str:
     from layered_image.registry.push import push_index as push
 
     target, registry, say = _registry(request)
+    confs = [dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}") for conf in confs]
+    sboms = [_sbom_document(conf) for conf in confs] if request.sbom else []  # before anything is sent
     with _blob_locations(say) as seen, ExitStack() as resources, _push_scratch() as scratch:
         images = []
         for number, conf in enumerate(confs):
-            conf = dataclasses.replace(conf, repo_tag=f"{target.repository}:{target.tag}")
             (scratch / str(number)).mkdir()
             images.append(_image_to_push(conf, request.compression, scratch / str(number), resources, say))
-        digest = push(images, registry, target.tag, say, seen)
+        digest, pushed = push(images, registry, target.tag, say, seen)
+        if sboms:
+            from layered_image.sbom.referrer import attach_sbom
+
+            for image, sbom in zip(pushed, sboms, strict=True):  # each platform's image its own
+                attach_sbom(registry, image.manifest, sbom, say)
     say(f"{target}: index {digest} of {', '.join(str(image.platform) for image in images)}")
     _write_digest(request.digestfile, digest)
     return digest

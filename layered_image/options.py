@@ -66,11 +66,10 @@ def add_push_arguments(parser: argparse.ArgumentParser, destination: bool = True
         "--digestfile", metavar="FILE",
         help="after the push, write the digest of what the tag names (manifest or index) to FILE",
     )  # fmt: skip
-    if destination:  # one image (an index's images have no SBOM here yet)
-        parser.add_argument(
-            "--sbom", action="store_true",
-            help="attach the image's CycloneDX SBOM as an OCI referrer (asks nix for the closure)",
-        )  # fmt: skip
+    parser.add_argument(
+        "--sbom", action="store_true",
+        help="attach each image's CycloneDX SBOM as an OCI referrer (asks nix for the closure)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
 

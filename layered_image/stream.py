@@ -27,7 +27,7 @@ def write_request(args: argparse.Namespace) -> WriteRequest:
 
 def push_request(args: argparse.Namespace) -> PushRequest:
     return PushRequest(args.destination, args.tls_verify, args.creds, args.authfile, args.compression,
-                       args.digestfile, args.quiet, getattr(args, "sbom", False))  # fmt: skip
+                       args.digestfile, args.quiet, args.sbom)  # fmt: skip
 
 
 def push_command(args: argparse.Namespace) -> int:

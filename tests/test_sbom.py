@@ -371,6 +371,30 @@ def test_push_sbom_attaches_a_referrer_a_plain_get_and_skopeo_find(tmp_path, bus
         registry.stop()
 
 
+def test_index_sbom_attaches_each_platform_image_its_own_referrer(tmp_path, busybox_path, registry):
+    confs = []
+    for architecture in ("amd64", "arm64"):
+        (tmp_path / architecture).mkdir()
+        confs.append(str(make_conf(tmp_path / architecture, [[busybox_path]], architecture=architecture)))
+    digestfile = tmp_path / "digest"
+    target = f"docker://{registry.host}/li-test/sbom-index:v1"
+    pushed = run_cli(
+        "index", *confs, "--push", target, "--tls-verify=false", "--sbom", "--digestfile", str(digestfile)
+    )
+    assert pushed.returncode == 0, pushed.stderr.decode()
+    base = f"http://{registry.host}/v2/li-test/sbom-index"
+    index = get_json(f"{base}/manifests/{digestfile.read_text()}")
+    assert [entry["platform"]["architecture"] for entry in index["manifests"]] == ["amd64", "arm64"]
+    for entry in index["manifests"]:
+        referrers = get_json(f"{base}/manifests/sha256-{entry['digest'].removeprefix('sha256:')}")
+        assert [r["artifactType"] for r in referrers["manifests"]] == ["application/vnd.cyclonedx+json"]
+        artifact = get_json(f"{base}/manifests/{referrers['manifests'][0]['digest']}")
+        assert artifact["subject"]["digest"] == entry["digest"]
+        sbom = get_bytes(f"{base}/blobs/{artifact['layers'][0]['digest']}")
+        validate_cyclonedx(sbom.decode())
+        assert busybox_path in {c["bom-ref"] for c in json.loads(sbom)["components"]}
+
+
 def get_bytes(url: str) -> bytes:
     import urllib.request
 

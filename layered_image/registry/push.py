@@ -87,8 +87,9 @@ def push_image(
 
 def push_index(
     images: list[ImageToPush], registry: Registry, tag: str, say: Callable[[str], None], seen: BlobLocations
-) -> str:
-    """Each image by digest, then an OCI image index naming them per platform under `tag`."""
+) -> tuple[str, list[OciImage]]:
+    """Each image by digest, then an OCI image index naming them per platform under `tag`;
+    the index's digest and the images pushed."""
     platforms = [str(image.platform.normalized()) for image in images]
     twice = sorted({platform for platform in platforms if platforms.count(platform) > 1})
     if twice:
@@ -103,7 +104,7 @@ def push_index(
         pushed.append(result.image)
     index = json_blob(index_json([platform_entry(image) for image in pushed]), INDEX_MEDIA_TYPE)
     registry.with_retries(f"putting the index {tag}", lambda: _put_manifest(registry, index, tag))
-    return index.digest
+    return index.digest, pushed
 
 
 class BlobSender:
