@@ -215,13 +215,6 @@ def test_a_missing_auth_file_is_one_plain_line(tmp_path, fake_store):
     assert f"cannot read the auth file {missing}: No such file or directory" in error and "Errno" not in error
 
 
-def test_an_output_in_a_missing_directory_names_the_directory(tmp_path, fake_store):
-    conf = make_conf(tmp_path, [[str(next(fake_store.iterdir()))]], store_dir=str(fake_store))
-    target = tmp_path / "not-made" / "image.tar"
-    error = one_line_error(run_cli("stream", str(conf), "-q", "-o", str(target)))
-    assert f"there is no directory {target.parent}" in error, error
-
-
 def test_stream_script_flag_mistakes_are_one_line_exit_1(capsys):
     from layered_image.stream import stream_script_main
 

@@ -401,7 +401,7 @@ def test_interrupt_and_terminate_stop_cleanly(tmp_path, fake_store, signal_numbe
 
 
 @pytest.mark.parametrize(
-    ("target", "message"), [("missing-dir/image.tar", "No such file"), ("/dev/full", "No space")]
+    ("target", "message"), [("missing-dir/image.tar", "there is no directory"), ("/dev/full", "No space")]
 )
 def test_unwritable_output_is_one_line(tmp_path, fake_store, target, message):
     conf = make_conf(tmp_path, layers_of(fake_store), store_dir=str(fake_store))
