@@ -45,7 +45,7 @@ from layered_image.archive.oci import (
     write_oci_archive,
     write_oci_dir,
 )
-from layered_image.archive.output import Output, output_file
+from layered_image.archive.output import OpenOutput, Output, output_file
 from layered_image.archive.planner import Planner
 from layered_image.conf import StreamConf, rfc3339
 from layered_image.errors import UserError, silence_stdout
@@ -94,6 +94,8 @@ def write_image(conf: StreamConf, request: WriteRequest) -> str:
         raise UserError("--format oci-dir needs -o DIRECTORY")
     refuse_terminal_output(request.output)
     with ExitStack() as resources:
+        # the output first: a path that cannot be written is the one thing said
+        target = None if request.format == "oci-dir" else _opened_output(request.output, resources)
         progress = Progress(None, quiet=request.quiet)
         layers, meta = plan_image(conf, resources, sizes_first=progress.bar)
         if progress.bar:  # an ETA needs the total: plan every layer before the first byte
@@ -103,7 +105,7 @@ def write_image(conf: StreamConf, request: WriteRequest) -> str:
             if meta.held_by_base:
                 print(held_by_base_note(list(meta.held_by_base)), file=sys.stderr)
         with _collector_paused():
-            digest = _write(layers, meta, request, progress)
+            digest = _write(layers, meta, request, progress, target)
         progress.finish()
         if not request.quiet:
             print(f"image {digest} {conf.repo_tag}", file=sys.stderr)
@@ -234,25 +236,43 @@ def _registry(request: PushRequest) -> tuple[Reference, Registry, Callable[[str]
     return target, Registry(target.host, target.repository, credentials, request.tls_verify, log=say), say
 
 
-def _write(layers: list[LayerSource], meta: ImageMeta, request: WriteRequest, progress: Progress) -> str:
-    """Write the image as `request` says; return the image's ID (its config digest)."""
-    fmt, compression, output = request.format, request.compression, request.output
-    try:
-        if fmt == "oci-dir":
-            directory = Path(output or ".")
+def _opened_output(output: str | None, resources: ExitStack) -> OpenOutput:
+    with _output_errors(output):
+        return resources.enter_context(output_file(output))
+
+
+def _write(
+    layers: list[LayerSource],
+    meta: ImageMeta,
+    request: WriteRequest,
+    progress: Progress,
+    target: OpenOutput | None,
+) -> str:
+    """Write the image as `request` says (into `target`, opened, unless an oci-dir); return
+    the image's ID (its config digest)."""
+    fmt, compression = request.format, request.compression
+    with _output_errors(request.output):
+        if target is None:
+            directory = Path(request.output or ".")
             with oci_dir_scratch(directory) as scratch:
                 image = build_oci_image(layers, meta, compression, scratch, progress)
                 write_oci_dir(image, directory)
             return image.config.digest
-        with output_file(output) as target:
-            if fmt == "oci-archive":
-                with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=target.directory) as scratch:
-                    image = build_oci_image(layers, meta, compression, Path(scratch), progress)
-                    with Output(target.fd, Progress(None, quiet=True)) as out:
-                        write_oci_archive(out, image, meta.mtime)
-                return image.config.digest
-            with Output(target.fd, progress) as out:
-                return "sha256:" + write_docker_archive(out, layers, meta)
+        if fmt == "oci-archive":
+            with tempfile.TemporaryDirectory(prefix=".layered-image-", dir=target.directory) as scratch:
+                image = build_oci_image(layers, meta, compression, Path(scratch), progress)
+                with Output(target.fd, Progress(None, quiet=True)) as out:
+                    write_oci_archive(out, image, meta.mtime)
+            return image.config.digest
+        with Output(target.fd, progress) as out:
+            return "sha256:" + write_docker_archive(out, layers, meta)
+
+
+@contextlib.contextmanager
+def _output_errors(output: str | None) -> Iterator[None]:
+    """Writing the image failed: one line that says where and why."""
+    try:
+        yield
     except BrokenPipeError:
         silence_stdout()
         raise UserError("the reader of the image stream went away before the end (broken pipe)") from None
