@@ -43,7 +43,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     config = load_json_file(args.file, "config")
     if isinstance(config, dict) and "store_layers" in config:
         raise UserError(
-            f"{args.file} is an image conf, not an image config: give its \"config\" alone"
+            f'{args.file} is an image conf, not an image config: give its "config" alone'
             " (stream, push and index check a whole conf as they load it)"
         )
     problems = validate_config(config)

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -185,7 +186,9 @@ def _write_digest(path: str | None, digest: str) -> None:
 
 @contextlib.contextmanager
 def _push_scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="layered-image-push-") as scratch:
+    # (a failed push's thread may still be making a blob here as it is removed: the error
+    # reported must stay the push's own)
+    with tempfile.TemporaryDirectory(prefix="layered-image-push-", ignore_cleanup_errors=True) as scratch:
         yield Path(scratch)
 
 
@@ -221,6 +224,9 @@ def _image_to_push(
     return ImageToPush(make, meta.platform, known)  # (sizes unasked: a known layer is not even planned)
 
 
+SAYING = threading.Lock()
+
+
 def _registry(request: PushRequest) -> tuple[Reference, Registry, Callable[[str], None]]:
     from layered_image.registry.client import Registry
     from layered_image.registry.credentials import find_credentials
@@ -231,7 +237,9 @@ def _registry(request: PushRequest) -> tuple[Reference, Registry, Callable[[str]
 
     def say(line: str) -> None:
         if not request.quiet:
-            print(line, file=sys.stderr, flush=True)
+            with SAYING:  # upload threads say things too: whole lines, one at a time
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
 
     return target, Registry(target.host, target.repository, credentials, request.tls_verify, log=say), say
 

@@ -47,4 +47,3 @@ def closure_graph(paths: list[str]) -> list[dict[str, Any]]:
         text = run_nix("path-info", "--json", "--recursive", *paths)
     answer = strict_json.loads(text)
     return entries_of(answer, None, "nix path-info")
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import shutil
 import tarfile
 import tempfile
@@ -305,8 +306,8 @@ class _HashingReader(_Chunks):
 
 
 def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> Iterator[bytes]:
-    raw = archive.extractfile(member)
-    assert raw is not None
+    assert archive.fileobj is not None
+    raw = io.BufferedReader(_MemberReader(archive.fileobj.fileno(), member.offset_data, member.size), 1 << 20)
     magic = raw.read(4)
     raw.seek(0)
     stream: IO[bytes] = raw
@@ -317,6 +318,36 @@ def _layer_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) 
             yield block
     except (OSError, EOFError, zlib.error) as err:
         raise BaseImageError(f"{where}: layer {member.name} is corrupt ({err})") from None
+
+
+class _MemberReader(io.RawIOBase):
+    """An archive member's bytes, read with pread at its offset: a push makes layers in
+    several threads, and the archive's one file object (extractfile's) would be seeked and
+    read by all of them at once."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.offset, self.size, self.position = fd, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, min(base + position, self.size))
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.size - self.position)
+        data = os.pread(self.fd, count, self.offset + self.position) if count > 0 else b""
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 # Keys of Docker's container config that its image configs carry (docker build, docker

@@ -11,8 +11,10 @@ layers are made once an upload failed, and no more are sent once making one fail
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from layered_image.registry.client import Registry
 from layered_image.registry.upload import has_blob, upload_blob
 
 PARALLEL = 4
+STOP_WAIT = 5  # seconds a failed push waits for its threads to reach a stop
 
 
 PUSHED, MOUNTED, THERE = "pushed", "mounted", "already there"
@@ -110,18 +113,24 @@ def push_index(
 class BlobSender:
     """Checks, mounts or uploads each blob handed to it on a pool of PARALLEL threads,
     while the caller goes on making the next. Use as a context manager: leaving it by an
-    error drops what is queued and does not wait for uploads under way."""
+    error drops what is queued, stops threads before their next step (a blob made again
+    from the store, a request) and waits a little for them: not for a slow upload, which
+    dies with the process, but for a blob being made into the scratch directory, which is
+    removed next."""
 
     def __init__(self, registry: Registry, say: Callable[[str], None], seen: BlobLocations) -> None:
         self.registry, self.say, self.seen = registry, say, seen
         self.pool = ThreadPoolExecutor(PARALLEL)
         self.sent: dict[str, tuple[Blob, Future[str]]] = {}
+        self.stopping = threading.Event()
 
     def __enter__(self) -> BlobSender:
         return self
 
     def __exit__(self, error_type: object, *_: object) -> None:
-        # On an error the process is about to report it and exit: uploads under way die with it.
+        if error_type is not None:
+            self.stopping.set()
+            futures.wait([future for _, future in self.sent.values()], timeout=STOP_WAIT)
         self.pool.shutdown(wait=error_type is None, cancel_futures=True)
 
     def send(self, blob: Blob) -> None:
@@ -131,7 +140,7 @@ class BlobSender:
         registry = self.registry
         registry.extend_deadline(blob.size)
         sources = self.seen.elsewhere(registry.host, blob.digest, registry.repository)
-        future = self.pool.submit(_push_blob, registry, blob, sources, self.say)
+        future = self.pool.submit(_push_blob, registry, blob, sources, self.say, self.stopping)
         self.sent[blob.digest] = (blob, future)
 
     def outcomes(self) -> list[tuple[Blob, str]]:
@@ -152,8 +161,11 @@ def _mount_scopes(registry: Registry, seen: BlobLocations, digests: list[str]) -
     )
 
 
-def _push_blob(registry: Registry, blob: Blob, sources: list[str], say: Callable[[str], None]) -> str:
+def _push_blob(
+    registry: Registry, blob: Blob, sources: list[str], say: Callable[[str], None], stopping: threading.Event
+) -> str:
     name = f"{blob.digest[:19]} ({blob.size:,} bytes)"
+    _go_on(stopping)
     if registry.with_retries(f"checking {name}", lambda: has_blob(registry, blob)):
         say(f"already there {name}")
         return THERE
@@ -161,9 +173,15 @@ def _push_blob(registry: Registry, blob: Blob, sources: list[str], say: Callable
         if registry.with_retries(f"mounting {name}", lambda: _mount(registry, blob, source)):  # noqa: B023
             say(f"mounted from {source} {name}")
             return MOUNTED
+    _go_on(stopping)
     upload_blob(registry, blob, name)
     say(f"pushed {name}")
     return PUSHED
+
+
+def _go_on(stopping: threading.Event) -> None:
+    if stopping.is_set():  # the push failed elsewhere; its error is the one reported
+        raise UserError("stopped: the push failed")
 
 
 def _mount(registry: Registry, blob: Blob, source: str) -> bool:
