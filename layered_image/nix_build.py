@@ -206,7 +206,7 @@ def write_launcher_command(args: argparse.Namespace) -> int:
     write_executable(
         launcher,
         f"#!{attrs['python']}/bin/python3\nimport sys\n\nsys.path.insert(0, {attrs['source']!r})\n"
-        "from layered_image.cli import main\n\nsys.exit(main())\n",
+        "from layered_image.cli import run\n\nrun()\n",  # run: exits without waiting for upload threads
     )
     return 0
 

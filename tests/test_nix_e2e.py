@@ -344,6 +344,10 @@ def test_the_flake_packages_the_command_line(tmp_path):
     assert built.returncode == 0, built.stderr
     version = subprocess.run([tmp_path / "cli" / "bin" / "layered-image", "--version"], capture_output=True)
     assert version.returncode == 0 and version.stdout.startswith(b"layered-image ")
+    mistake = subprocess.run([tmp_path / "cli" / "bin" / "layered-image", "strem"], capture_output=True)
+    assert mistake.returncode == 1 and b"did you mean 'stream'?" in mistake.stderr
+    # exit_promptly (cli.run), as the console script: a failed push does not wait for its upload threads
+    assert "cli import run" in (tmp_path / "cli" / "bin" / "layered-image").read_text()
 
 
 @pytest.mark.parametrize(
