@@ -203,9 +203,13 @@ def test_a_huge_error_body_costs_no_memory_and_prints_one_short_line(conf, serve
     assert rss < 150
 
 
-def test_a_dripping_registry_meets_the_request_deadline(conf, servers):
+@pytest.mark.parametrize("length", [{"Content-Length": "1000000"}, {}], ids=["with-length", "until-close"])
+def test_a_dripping_registry_meets_the_request_deadline(conf, servers, length):
+    """Without a Content-Length http.client gives the socket to the answer (sock is None
+    on the connection): the watchdog must still shut it."""
+
     def overrides(method: str, path: str) -> Answer | None:
-        return (200, {"Content-Length": "1000000"}, drip(0.3)) if path == "/v2/" else None
+        return (200, length, drip(0.3)) if path == "/v2/" else None
 
     registry = servers("127.0.0.1", plain_registry(overrides))
     code, error, seconds, _ = run_push_process(conf, registry.host, {"REQUEST_SECONDS": 2, "IDLE_SECONDS": 5})

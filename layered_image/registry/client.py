@@ -542,12 +542,18 @@ class _Watched:
 
     watchdog: _Watchdog | None = None
 
+    # The socket, kept: for an answer without Content-Length http.client hands the socket
+    # to the response and sets `sock` to None, and the watchdog must still reach it.
+    watched_sock: socket.socket | None = None
+
     def connect(self) -> None:
         self._report()
         super().connect()  # type: ignore[misc]
+        self.watched_sock = self.sock  # type: ignore[attr-defined]
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         self._report()
+        self.watched_sock = getattr(self, "sock", None)  # (a kept connection; a new one: connect's)
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def _report(self) -> None:
@@ -573,7 +579,7 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 def _shut(connection: object) -> None:
-    sock = getattr(connection, "sock", None)
+    sock = getattr(connection, "watched_sock", None) or getattr(connection, "sock", None)
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: nothing to stop
             sock.shutdown(socket.SHUT_RDWR)
