@@ -13,6 +13,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class FaultyProxy:
     host: str = ""
     bearer_token: str | None = None  # set: act as a token-auth front (challenge, /token, check)
     token_requests: list[str] = field(default_factory=list)  # the scopes asked for
+    scoped_tokens: bool = False  # each token reads only the repositories it asked for (mounts)
+    token_scopes: dict[str, set[str]] = field(default_factory=dict)
     body_bytes: int = 0  # request body bytes received, all requests together
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,14 +122,28 @@ class FaultyProxy:
                     form = f" POST {body.decode()}" if self.command == "POST" else ""
                     proxy.token_requests.append(self.path + form)
                     key = "access_token" if form else "token"
-                    self._reply(200, json.dumps({key: proxy.bearer_token}).encode())
+                    token = proxy.bearer_token
+                    if proxy.scoped_tokens:
+                        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                        token = f"{proxy.bearer_token}-{len(proxy.token_scopes)}"
+                        proxy.token_scopes[token] = set(query.get("scope", []))
+                    self._reply(200, json.dumps({key: token}).encode())
                     return True
-                if self.headers.get("Authorization") != f"Bearer {proxy.bearer_token}":
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                known = given in proxy.token_scopes if proxy.scoped_tokens else given == proxy.bearer_token
+                if not known or not self._token_reads_the_mount_source(given):
                     realm = f'Bearer realm="http://{proxy.host}/token",service="test-registry"'
                     self._reply(401, b"{}", {"WWW-Authenticate": realm})
                     return True
                 del self.headers["Authorization"]
                 return False
+
+            def _token_reads_the_mount_source(self, token: str) -> bool:
+                """A mount (POST ...?mount=D&from=R) needs a token that may read R."""
+                source = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("from")
+                if not proxy.scoped_tokens or self.command != "POST" or not source:
+                    return True
+                return f"repository:{source[0]}:pull" in proxy.token_scopes.get(token, set())
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

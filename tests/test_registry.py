@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 import uuid
@@ -384,6 +385,27 @@ def containerd_pick(reference: str, platform: str) -> str:
     picked = set(re.findall(r"^manifest-\S*?(sha256:[0-9a-f]{64}):", fetched.stdout, re.MULTILINE))
     assert len(picked) == 1, fetched.stdout  # (the progress display may repeat a line)
     return picked.pop()
+
+
+def test_a_mount_source_found_while_pushing_joins_the_token(conf, registry, own_cache, capsys):
+    """Blobs seen in test/image, the layer digest cache forgotten (deleted, or a newer
+    layered-image): a blob's mount source is known only once the blob is made, after the
+    login; a registry whose tokens read only what they asked for refuses that mount until
+    the token asks to read test/image too."""
+    proxy = FaultyProxy(registry.host, bearer_token="t0ken", scoped_tokens=True).start()
+    try:
+        credentials = ["--tls-verify=false", "--creds", "alice:s3cret"]
+        assert main(["push", str(conf), f"docker://{proxy.host}/test/image:1", *credentials]) == 0
+        shutil.rmtree(own_cache / "layer-digests")
+        capsys.readouterr()
+        assert main(["push", str(conf), f"docker://{proxy.host}/test/other:1", *credentials]) == 0
+        error = capsys.readouterr().err
+    finally:
+        proxy.stop()
+    lines = error.splitlines()
+    assert sum(line.startswith("mounted from test/image") for line in lines) == 3, error
+    assert not any(line.startswith("pushed ") for line in lines), error
+    assert "scope=repository%3Atest%2Fimage%3Apull" in proxy.token_requests[-1]
 
 
 def test_a_bearer_token_challenge_is_answered(conf, registry):

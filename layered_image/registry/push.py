@@ -140,6 +140,9 @@ class BlobSender:
         registry = self.registry
         registry.extend_deadline(blob.size)
         sources = self.seen.elsewhere(registry.host, blob.digest, registry.repository)
+        if not set(sources) <= set(registry.pull_scopes):  # found only now the blob is made:
+            # the next token (a refused mount asks for one) reads these too
+            registry.pull_scopes = sorted({*registry.pull_scopes, *sources})
         future = self.pool.submit(_push_blob, registry, blob, sources, self.say, self.stopping)
         self.sent[blob.digest] = (blob, future)
 
