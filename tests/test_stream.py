@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -387,11 +388,14 @@ def test_interrupt_and_terminate_stop_cleanly(tmp_path, fake_store, signal_numbe
     big = fake_store / "dddddddddddddddddddddddddddddddd-big"
     big.write_bytes(os.urandom(8 << 20))
     conf = make_conf(tmp_path, [[str(big)]], store_dir=str(fake_store))
-    # Nobody reads the pipe: the stream blocks once it is full, then gets the signal.
+    # Nobody reads the pipe: the stream blocks once it is full, then gets the signal. (Run as
+    # a shell's background job, the suite has SIGINT ignored, and Python keeps it so: a
+    # user's Ctrl-C reaches a foreground process, which this one stands for.)
     process = subprocess.Popen(
         [sys.executable, "-m", "layered_image", "stream", str(conf), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2)
     process.send_signal(signal_number)
