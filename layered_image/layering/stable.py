@@ -288,18 +288,19 @@ def _closures(graph: ClosureGraph) -> tuple[list[int], list[int]]:
     return closures, users
 
 
+SPARSE = 32  # set bits up to which picking them one by one beats scanning the whole set
 ONES = bytes.maketrans(b"01", b"\x00\x01")
 
 
 def summed(values: list[int], bits: int) -> int:
     """The sum of values[i] over the set bits i; a dense set as a mask for compress (in C)."""
-    if bits.bit_count() <= 32:
+    if bits.bit_count() <= SPARSE:
         return sum(values[i] for i in set_bits(bits))
     return sum(itertools.compress(values, format(bits, "b")[::-1].encode().translate(ONES)))
 
 
 def set_bits(bits: int) -> Iterator[int]:
-    if bits.bit_count() <= 32:
+    if bits.bit_count() <= SPARSE:
         while bits:
             low = bits & -bits
             yield low.bit_length() - 1

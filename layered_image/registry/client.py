@@ -614,9 +614,7 @@ def _reason(err: BaseException) -> str:
     """What went wrong with a connection, in a few words: its innermost cause. (urllib3's
     NewConnectionError is a ConnectTimeoutError, also for a refused connection: the cause
     decides, not the wrapper.)"""
-    chain = [err]
-    while len(chain) < 8 and (inner := _inner(chain[-1])) is not None:  # (never loop on a cycle)
-        chain.append(inner)
+    chain = _causes(err)
     for cause in chain:
         if isinstance(cause, _DeadlineError):
             return str(cause)
@@ -631,14 +629,16 @@ def _reason(err: BaseException) -> str:
 def _tls_failure(err: BaseException) -> BaseException | None:
     """The TLS error behind a transport error (ssl's, or urllib3's for a host name that does
     not match), when TLS is what failed."""
-    found, cause = None, err
-    for _ in range(8):  # (a chain of causes is short; never loop on a cycle)
-        if cause is None:
-            break
-        if isinstance(cause, ssl.SSLError | CertificateError):
-            found = cause
-        cause = _inner(cause)
-    return found
+    found = [cause for cause in _causes(err) if isinstance(cause, ssl.SSLError | CertificateError)]
+    return found[-1] if found else None
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err` and what it wraps, outermost first (a chain is short: at most 8, never a cycle)."""
+    chain = [err]
+    while len(chain) < 8 and (inner := _inner(chain[-1])) is not None:
+        chain.append(inner)
+    return chain
 
 
 def _tls_reason(err: BaseException) -> str:
